@@ -1,0 +1,7 @@
+"""``python -m compss_infer`` = the ``compss-infer`` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

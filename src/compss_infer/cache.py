@@ -1,0 +1,53 @@
+"""The per-worker-process model cache: the one piece of global state in compss-infer.
+
+A worker (local pool process, PyCOMPSs executor, or the master itself for the sequential engine)
+loads a model once and reuses its session for every later chunk.  The key holds the file's
+identity (real path, size, mtime), so a model file replaced on disk is loaded afresh by the next
+chunk, and the older predictor for that path is closed.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+from .contracts import WorkerSpec
+from .errors import ModelError
+
+MAX_ENTRIES = 2
+_CACHE: "OrderedDict[tuple[Any, ...], Any]" = OrderedDict()
+
+
+def file_identity(path: str) -> tuple[str, int, int]:
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
+    return real, st.st_size, st.st_mtime_ns
+
+
+def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
+    """(predictor, loaded_now).  Threads from COMPSS_NUM_THREADS are part of the key."""
+    from .predictor import Predictor
+    from .graph import read_model_bytes
+
+    identity = file_identity(spec.model.path)
+    key = (identity, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit, False
+    for old in [k for k in _CACHE if k[0][0] == identity[0]]:
+        _CACHE.pop(old).close()
+    predictor = Predictor(spec, read_model_bytes(identity[0]))
+    _CACHE[key] = predictor
+    while len(_CACHE) > MAX_ENTRIES:
+        _CACHE.popitem(last=False)[1].close()
+    return predictor, True
+
+
+def clear() -> None:
+    """Close every cached session (tests, and a worker shutting down)."""
+    while _CACHE:
+        _CACHE.popitem()[1].close()

@@ -1,0 +1,414 @@
+"""Run configuration: typed dataclasses, YAML + flag + ``--set`` layering, strict validation.
+
+Precedence, lowest first: built-in defaults, the model card beside the model (``<model>.yaml``),
+the YAML config file, command-line flags, ``--set section.key=value``.  Relative paths are resolved
+against the folder of the file that named them (config file or model card); paths given on the
+command line are resolved against the current directory.  Everything is checked before any work
+starts; a problem raises :class:`ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS default
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+MODES = ("L", "RGB", "BGR")
+ENGINES = ("local", "sequential", "compss")
+FORMATS = ("csv", "jsonl")
+START_METHODS = ("forkserver", "spawn")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which graph to run and how to talk to it."""
+
+    path: str
+    input: str | None = None
+    output: str | None = None
+    feeds: tuple[tuple[str, Any], ...] = ()
+    labels: str | None = None
+    card: str | None = None
+    allow_unsafe_ops: bool = False
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a file becomes a model input (Pillow, on the worker)."""
+
+    size: tuple[int, int] | None = None  # (H, W); None = take it from the graph
+    mode: str = "RGB"
+    resize: str = "bilinear"
+    crop: float = 1.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    exif_transpose: bool = True
+    max_pixels: int = PILLOW_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """tf.compat.v1.Session options. ``None`` threads = decided per worker at run time."""
+
+    inter_op_threads: int | None = None
+    intra_op_threads: int | None = None
+    opt_level: str = "L1"
+    jit: bool = False
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to classify, where results go, and how the work is spread."""
+
+    images: str | None = None
+    image_list: str | None = None
+    output: str | None = None
+    format: str | None = None
+    engine: str = "local"
+    workers: int | None = None
+    batch_size: int | None = None
+    chunk_size: int | None = None
+    top_k: int = 1
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+    max_retries: int = 2
+    task_timeout: float | None = None
+    truth: str | None = None
+    truth_from_folders: bool = False
+    start_method: str = "forkserver"
+    window: int | None = None
+    stage_model: bool = False
+    report: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole, validated configuration of one run."""
+
+    model: ModelSpec
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    session: SessionSpec = field(default_factory=SessionSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-serialisable form (for summaries and fingerprints)."""
+        d = asdict(self)
+        d["model"]["feeds"] = {k: v for k, v in self.model.feeds}
+        for key in ("size", "mean", "std"):
+            value = d["preprocess"][key]
+            d["preprocess"][key] = list(value) if value is not None else None
+        return d
+
+
+# --------------------------------------------------------------------------- schema
+
+Check = Callable[[str, Any], Any]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(minimum: int | None = None, auto: bool = False) -> Check:
+    def check(key: str, v: Any) -> Any:
+        if v is None or (auto and v == "auto"):
+            if auto:
+                return None
+        if not _is_int(v):
+            raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise ConfigError(f"{key}: must be >= {minimum}, got {v}")
+        return v
+    return check
+
+
+def _float(minimum: float | None = None, maximum: float | None = None, optional: bool = False,
+           exclusive_min: bool = False) -> Check:
+    def check(key: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if not _is_num(v):
+            raise ConfigError(f"{key}: expected a number, got {v!r}")
+        v = float(v)
+        if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
+            raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise ConfigError(f"{key}: must be <= {maximum}, got {v}")
+        return v
+    return check
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+    return v
+
+
+def _str(optional: bool = True) -> Check:
+    def check(key: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{key}: expected a non-empty string, got {v!r}")
+        return v
+    return check
+
+
+def _choice(options: tuple[str, ...], optional: bool = False, fold: Callable[[str], str] = str) -> Check:
+    def check(key: str, v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, str) and fold(v) in options:
+            return fold(v)
+        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {v!r}")
+    return check
+
+
+def _size(key: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if _is_int(v):
+        v = [v, v]
+    if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)):
+        return (int(v[0]), int(v[1]))
+    raise ConfigError(f"{key}: expected [height, width] of positive integers, got {v!r}")
+
+
+def _channel_values(positive: bool) -> Check:
+    def check(key: str, v: Any) -> Any:
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if not values or len(values) not in (1, 3) or not all(_is_num(x) for x in values):
+            raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {v!r}")
+        if positive and any(x <= 0 for x in values):
+            raise ConfigError(f"{key}: values must be > 0, got {v!r}")
+        return tuple(float(x) for x in values)
+    return check
+
+
+def _feeds(key: str, v: Any) -> Any:
+    if v is None:
+        return ()
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{key}: expected a mapping of tensor name to value, got {v!r}")
+    out = []
+    for name, value in v.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}: tensor names must be strings, got {name!r}")
+        if not (_is_num(value) or isinstance(value, (bool, str)) or
+                (isinstance(value, list) and all(_is_num(x) for x in value))):
+            raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
+        out.append((name, value))
+    return tuple(sorted(out))
+
+
+def _opt_level(key: str, v: Any) -> Any:
+    if isinstance(v, str) and v.upper() in ("L0", "L1"):
+        return v.upper()
+    raise ConfigError(f"{key}: expected L0 or L1, got {v!r}")
+
+
+PATH_KEYS = {("model", "path"), ("model", "labels"), ("model", "card"), ("run", "images"),
+             ("run", "image_list"), ("run", "output"), ("run", "truth")}
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "model": {
+        "path": _str(optional=True),
+        "input": _str(),
+        "output": _str(),
+        "feeds": _feeds,
+        "labels": _str(),
+        "card": _str(),
+        "allow_unsafe_ops": _bool,
+    },
+    "preprocess": {
+        "size": _size,
+        "mode": _choice(MODES, fold=str.upper),
+        "resize": _choice(RESIZE_METHODS, fold=str.lower),
+        "crop": _float(0.0, 1.0, exclusive_min=True),
+        "mean": _channel_values(positive=False),
+        "std": _channel_values(positive=True),
+        "exif_transpose": _bool,
+        "max_pixels": _int(1),
+    },
+    "session": {
+        "inter_op_threads": _int(-1, auto=True),
+        "intra_op_threads": _int(0, auto=True),
+        "opt_level": _opt_level,
+        "jit": _bool,
+        "device": _choice(("cpu", "gpu"), fold=str.lower),
+    },
+    "run": {
+        "images": _str(),
+        "image_list": _str(),
+        "output": _str(),
+        "format": _choice(FORMATS, optional=True, fold=str.lower),
+        "engine": _choice(ENGINES, fold=str.lower),
+        "workers": _int(1, auto=True),
+        "batch_size": _int(1, auto=True),
+        "chunk_size": _int(1, auto=True),
+        "top_k": _int(1),
+        "overwrite": _bool,
+        "resume": _bool,
+        "progress": _bool,
+        "max_retries": _int(0),
+        "task_timeout": _float(0.0, optional=True, exclusive_min=True),
+        "truth": _str(),
+        "truth_from_folders": _bool,
+        "start_method": _choice(START_METHODS, fold=str.lower),
+        "window": _int(1, auto=True),
+        "stage_model": _bool,
+        "report": _bool,
+    },
+}
+CARD_SECTIONS = ("model", "preprocess")
+
+
+# --------------------------------------------------------------------------- layering
+
+def _resolve_paths(tree: dict[str, Any], base: str | None) -> dict[str, Any]:
+    """Make path values absolute against ``base`` (the folder of the file that named them)."""
+    out = copy.deepcopy(tree)
+    for section, key in PATH_KEYS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and value:
+            value = os.path.expanduser(value)
+            out[section][key] = os.path.normpath(os.path.join(base or os.getcwd(), value))
+    return out
+
+
+def _check_shape(tree: Any, origin: str, allowed_sections: tuple[str, ...] = tuple(SCHEMA)) -> dict[str, Any]:
+    """Refuse unknown sections and keys early, naming where they came from."""
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{origin}: expected a mapping with sections {', '.join(allowed_sections)}")
+    for section, body in tree.items():
+        if section not in allowed_sections:
+            raise ConfigError(f"{origin}: unknown section {section!r} (expected {', '.join(allowed_sections)})")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+        for key in body:
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+    return {s: dict(b or {}) for s, b in tree.items()}
+
+
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = {s: {} for s in SCHEMA}
+    for layer in layers:
+        for section, body in layer.items():
+            out[section].update(body)
+    return out
+
+
+def load_yaml(path: str, what: str = "config") -> Any:
+    """Read a YAML file; any problem is a one-line ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{what} file {path}{where}: invalid YAML ({problem})") from None
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``section.key=value`` strings -> nested dict; the value is parsed as YAML."""
+    tree: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected section.key=value (e.g. run.batch_size=64)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+        tree.setdefault(parts[0], {})[parts[1]] = value
+    return tree
+
+
+def card_path_for(model_path: str) -> str:
+    """The model card that sits beside a model: ``digits.pb`` -> ``digits.yaml``."""
+    return os.path.splitext(model_path)[0] + ".yaml"
+
+
+def _load_card(path: str) -> dict[str, Any]:
+    data = load_yaml(path, "model card")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"model card {path}: expected a mapping")
+    applied = {k: v for k, v in data.items() if k in CARD_SECTIONS}
+    tree = _check_shape(applied, f"model card {path}", CARD_SECTIONS)
+    tree.get("model", {}).pop("path", None)
+    return _resolve_paths(tree, os.path.dirname(path))
+
+
+def _validate(tree: dict[str, dict[str, Any]]) -> RunConfig:
+    values: dict[str, dict[str, Any]] = {}
+    for section, checks in SCHEMA.items():
+        values[section] = {}
+        for key, value in tree.get(section, {}).items():
+            values[section][key] = checks[key](f"{section}.{key}", value)
+    if not values["model"].get("path"):
+        raise ConfigError("model.path: no model given (use --model FILE or model.path in the config)")
+    return RunConfig(
+        model=ModelSpec(**values["model"]),
+        preprocess=PreprocessSpec(**values["preprocess"]),
+        session=SessionSpec(**values["session"]),
+        run=RunSpec(**values["run"]),
+    )
+
+
+def build_config(config_file: str | None = None, flags: dict[str, Any] | None = None,
+                 sets: list[str] | None = None) -> RunConfig:
+    """Layer defaults < model card < config file < flags < --set, then validate.
+
+    ``flags`` is a nested dict of already-typed values from the command line (paths cwd-relative).
+    """
+    file_tree: dict[str, Any] = {}
+    if config_file:
+        origin = os.path.abspath(config_file)
+        file_tree = _resolve_paths(_check_shape(load_yaml(origin), f"config {config_file}"),
+                                   os.path.dirname(origin))
+    flag_tree = _resolve_paths(_check_shape(flags or {}, "command line"), None)
+    set_tree = _resolve_paths(_check_shape(parse_set(sets or []), "--set"), None)
+    user = _merge(file_tree, flag_tree, set_tree)
+
+    model_path = user["model"].get("path")
+    card = user["model"].get("card")
+    card_tree: dict[str, Any] = {}
+    if card:
+        card_tree = _load_card(card)
+    elif isinstance(model_path, str) and os.path.isfile(card_path_for(model_path)):
+        card = card_path_for(model_path)
+        card_tree = _load_card(card)
+        user["model"]["card"] = card
+    return _validate(_merge(card_tree, user))
+
+
+def config_to_yaml(cfg: RunConfig) -> str:
+    """The effective configuration, as a user could write it back to a file."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

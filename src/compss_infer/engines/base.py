@@ -1,0 +1,60 @@
+"""The engine contract shared by all engines."""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from ..errors import CompssInferError, ModelError
+
+
+@dataclass
+class Outcome:
+    """What became of one submitted task: a value, or a failure text ``Kind: reason``."""
+
+    key: Any
+    value: Any = None
+    failure: str | None = None
+
+
+class Engine(Protocol):
+    """Run tasks and report outcomes.  ``start`` may return before workers are ready."""
+
+    name: str
+
+    def start(self, init: Callable[[Any], Any], init_arg: Any) -> None:
+        """Start workers; each runs ``init(init_arg)`` first (load the model)."""
+
+    def preflight(self) -> Any:
+        """Block until one worker finished ``init``; return its value or raise its error."""
+
+    def slots(self) -> int:
+        """How many tasks to keep submitted to keep every worker busy."""
+
+    def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)``; its Outcome comes back from ``poll`` with ``key``."""
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        """Outcomes finished since the last call, waiting up to ``timeout`` seconds for one."""
+
+    def close(self, abort: bool = False) -> None:
+        """Stop workers (at once if ``abort``)."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """``Kind: reason`` on one line, for an exception a task raised."""
+    if isinstance(exc, CompssInferError):
+        return exc.one_line()
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def portable_error(exc: BaseException) -> BaseException:
+    """An exception safe to send to the master: our own errors as they are, others as ModelError."""
+    if isinstance(exc, CompssInferError):
+        try:
+            pickle.loads(pickle.dumps(exc))
+            return exc
+        except Exception:
+            pass
+    return ModelError(f"model load failed in a worker: {failure_text(exc)}")

@@ -1,0 +1,275 @@
+"""The embedded default engine: a pool of worker processes on this node.
+
+Why not multiprocessing.Pool / ProcessPoolExecutor: one dies for good when a worker is killed
+(BrokenProcessPool), the other hangs.  Here each worker has its own pipe; the master waits on the
+pipes and the process sentinels together, so a worker that dies (segfault, OOM kill, SIGKILL) or
+runs past ``task_timeout`` is noticed at once, its task is reported failed, and a replacement is
+started.  Workers start with ``forkserver`` (TensorFlow imported once in the server, so a new
+worker is ready in a fraction of a second and pages are shared) or ``spawn``; never plain fork,
+which hangs once the parent has used TensorFlow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing import connection
+from typing import Any, Callable
+
+from ..errors import CompssInferError, RunAborted
+from .base import Outcome, failure_text, portable_error
+
+log = logging.getLogger("compss_infer")
+
+
+def _send(conn: Any, msg: Any) -> bool:
+    try:
+        conn.send(msg)
+        return True
+    except (BrokenPipeError, EOFError, OSError):
+        return False
+    except Exception as exc:  # unpicklable result: report it instead of dying
+        if isinstance(msg, tuple) and msg and msg[0] == "done":
+            return _send(conn, ("done", msg[1], False, f"ResultError: cannot send the result back: {failure_text(exc)}"))
+        raise
+
+
+def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any) -> None:
+    """A worker process: run ``init`` once, then tasks until told to stop or the master is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
+    try:
+        value = init(init_arg)
+    except BaseException as exc:  # noqa: BLE001 - every start-up failure must reach the master
+        _send(conn, ("init", False, portable_error(exc)))
+        return
+    if not _send(conn, ("init", True, value)):
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # master gone
+        if msg is None:
+            return
+        key, fn, args = msg
+        try:
+            reply = ("done", key, True, fn(*args))
+        except Exception as exc:  # noqa: BLE001 - a failing task is an outcome, not a crash
+            reply = ("done", key, False, failure_text(exc))
+        if not _send(conn, reply):
+            return
+
+
+@dataclass
+class _Worker:
+    number: int
+    proc: Any
+    conn: Any
+    state: str = "starting"  # starting | ready | failed
+    task: tuple[Any, Callable[..., Any], tuple[Any, ...]] | None = None
+    task_started: float = 0.0
+    born: float = field(default_factory=time.monotonic)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "is gone"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class LocalEngine:
+    """N worker processes, one task each at a time, replaced when they die or hang."""
+
+    name = "local"
+
+    def __init__(self, workers: int, start_method: str = "forkserver", task_timeout: float | None = None,
+                 max_startup_failures: int = 3, **_: Any):
+        import multiprocessing
+        self.workers = max(1, workers)
+        self.task_timeout = task_timeout
+        self.max_startup_failures = max_startup_failures
+        self._ctx = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["compss_infer._preload"])
+        self._pool: list[_Worker] = []
+        self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
+        self._init: tuple[Callable[[Any], Any], Any] | None = None
+        self._init_value: Any = None
+        self._init_done = False
+        self._init_error: BaseException | None = None
+        self._startup_failures = 0
+        self._spawned = 0
+        self._closing = False
+        self.replaced = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, init: Callable[[Any], Any], init_arg: Any) -> None:
+        self._init = (init, init_arg)
+        for _ in range(self.workers):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        assert self._init is not None
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._spawned += 1
+        proc = self._ctx.Process(target=_worker_main, args=(child, *self._init), daemon=True,
+                                 name=f"compss-infer-worker-{self._spawned}")
+        proc.start()
+        child.close()
+        self._pool.append(_Worker(number=self._spawned, proc=proc, conn=parent))
+
+    def close(self, abort: bool = False) -> None:
+        self._closing = True
+        for w in self._pool:
+            if abort:
+                self._kill(w)
+            else:
+                _send(w.conn, None)
+        deadline = time.monotonic() + (1.0 if abort else 10.0)
+        for w in self._pool:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():
+                self._kill(w)
+                w.proc.join(2.0)
+            w.conn.close()
+        self._pool.clear()
+        self._queue.clear()
+
+    @staticmethod
+    def _kill(w: _Worker) -> None:
+        try:
+            if w.proc.pid is not None:
+                os.kill(w.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ------------------------------------------------------------------ contract
+    def preflight(self) -> Any:
+        """The first worker's model-load answer; an error any worker hits is raised at once."""
+        while not self._init_done:
+            if self._init_error is not None:
+                raise self._init_error
+            self._pump(0.5, [])
+        return self._init_value
+
+    def slots(self) -> int:
+        return self.workers
+
+    def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.append((key, fn, args))
+        self._dispatch()
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump(max(0.0, deadline - time.monotonic()), outcomes)
+            if outcomes or time.monotonic() >= deadline:
+                return outcomes
+
+    # ------------------------------------------------------------------ internals
+    def _dispatch(self) -> None:
+        for w in self._pool:
+            if not self._queue:
+                return
+            if w.state == "ready" and w.task is None:
+                task = self._queue.pop(0)
+                if _send(w.conn, task):
+                    w.task = task
+                    w.task_started = time.monotonic()
+                else:
+                    self._queue.insert(0, task)  # the worker is dying; its sentinel will tell
+
+    def _pump(self, timeout: float, outcomes: list[Outcome]) -> None:
+        """Wait for one event (message, death, timeout) at most ``timeout`` seconds; handle all ready."""
+        self._dispatch()
+        now = time.monotonic()
+        if self.task_timeout:
+            running = [w.task_started + self.task_timeout for w in self._pool if w.task is not None]
+            if running:
+                timeout = min(timeout, max(0.0, min(running) - now))
+        waitables = [w.conn for w in self._pool] + [w.proc.sentinel for w in self._pool]
+        ready = set(connection.wait(waitables, timeout=timeout)) if waitables else set()
+        if not waitables and timeout:
+            time.sleep(min(timeout, 0.1))
+        for w in list(self._pool):
+            if w.conn in ready:
+                self._receive(w, outcomes)
+            if w in self._pool and w.proc.sentinel in ready:
+                self._reap(w, outcomes)
+        self._check_timeouts(outcomes)
+        self._dispatch()
+
+    def _receive(self, w: _Worker, outcomes: list[Outcome]) -> None:
+        while w in self._pool:
+            try:
+                if not w.conn.poll():
+                    return
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                self._reap(w, outcomes)
+                return
+            if msg[0] == "init":
+                ok, value = msg[1], msg[2]
+                if ok:
+                    w.state = "ready"
+                    self._startup_failures = 0
+                    if not self._init_done:
+                        self._init_done, self._init_value = True, value
+                else:
+                    w.state = "failed"  # the process exits by itself; its sentinel reaps it
+                    deterministic = isinstance(value, CompssInferError) and not self._init_done
+                    self._startup_failed(failure_text(value), value if deterministic else None)
+            else:
+                _, key, ok, value = msg
+                w.task = None
+                outcomes.append(Outcome(key, value=value) if ok else Outcome(key, failure=value))
+
+    def _reap(self, w: _Worker, outcomes: list[Outcome], kind: str = "WorkerCrashed",
+              why: str | None = None) -> None:
+        """A worker is gone: fail its task, replace it."""
+        if w not in self._pool:
+            return
+        w.proc.join(1.0)
+        self._pool.remove(w)
+        w.conn.close()
+        what = why or f"worker process {w.proc.pid} {_exit_text(w.proc.exitcode)}"
+        if w.task is not None:
+            outcomes.append(Outcome(w.task[0], failure=f"{kind}: {what}"))
+            log.warning("%s; the task will be retried", what)
+        elif w.state == "starting":
+            self._startup_failed(f"{what} while loading the model")
+        if not self._closing and self._init_error is None:
+            self.replaced += 1
+            self._spawn()
+
+    def _startup_failed(self, text: str, error: BaseException | None = None) -> None:
+        """Count consecutive start-up failures; give up when they repeat (or are certain to)."""
+        self._startup_failures += 1
+        log.warning("a worker failed to start: %s", text)
+        if error is not None:
+            self._init_error = error
+        elif self._startup_failures >= self.max_startup_failures:
+            abort = RunAborted(f"worker processes keep failing to start ({self._startup_failures} in a row): {text}")
+            if not self._init_done:
+                self._init_error = abort
+            else:
+                raise abort
+
+    def _check_timeouts(self, outcomes: list[Outcome]) -> None:
+        if not self.task_timeout:
+            return
+        now = time.monotonic()
+        for w in list(self._pool):
+            if w.task is not None and now - w.task_started > self.task_timeout:
+                self._kill(w)
+                self._reap(w, outcomes, kind="Timeout",
+                           why=f"task ran past run.task_timeout={self.task_timeout:g}s "
+                               f"(worker process {w.proc.pid} killed)")

@@ -1,0 +1,255 @@
+"""Frozen GraphDef files: read (.pb / .pbtxt), audit ops, find and check the input/output tensors.
+
+Worker-side (imports TensorFlow).  Every problem becomes a one-line ModelError or ConfigError, so a
+bad model is refused before any image is touched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ModelSpec, PreprocessSpec
+from .contracts import ModelInfo
+from .errors import ConfigError, ModelError
+from .oplist import is_allowed, reason
+from .session import import_tf
+
+# Node types that are never the answer of a classifier.
+_NOT_OUTPUTS = frozenset({"NoOp", "Const", "Placeholder", "PlaceholderWithDefault", "Assert",
+                          "VarHandleOp", "VariableV2", "Variable", "SaveV2", "RestoreV2", "WriteFile",
+                          "ControlTrigger", "PrintV2", "Print"})
+_MODE_CHANNELS = {"L": 1, "RGB": 3, "BGR": 3}
+
+
+def tensor_name(name: str) -> str:
+    """``probs`` -> ``probs:0``; names that already carry an output index are kept."""
+    return name if ":" in name else name + ":0"
+
+
+def read_model_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
+
+
+def parse_graph_def(data: bytes, path: str) -> Any:
+    """Parse a binary (.pb) or text (.pbtxt) GraphDef; refuse empty or corrupt files."""
+    tf = import_tf()
+    gd = tf.compat.v1.GraphDef()
+    if path.endswith(".pbtxt"):
+        from google.protobuf import text_format
+        try:
+            text_format.Parse(data.decode("utf-8"), gd)
+        except (text_format.ParseError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{path} is not a valid text GraphDef: {str(exc).splitlines()[0]}") from None
+    else:
+        try:
+            gd.ParseFromString(data)
+        except Exception as exc:  # google.protobuf.message.DecodeError and friends
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"{path} is not a valid binary GraphDef (truncated or corrupt?): {detail}") from None
+    if len(gd.node) == 0:
+        raise ModelError(f"{path} holds no graph nodes (empty, truncated, or not a GraphDef)")
+    return gd
+
+
+def read_graph_def(path: str) -> Any:
+    return parse_graph_def(read_model_bytes(path), path)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One op the audit refuses, and where it sits."""
+
+    op: str
+    node: str
+    where: str  # "graph" or "function NAME"
+
+    def __str__(self) -> str:
+        place = "" if self.where == "graph" else f" in {self.where}"
+        return f"{self.op} (node {self.node!r}{place}): {reason(self.op)}"
+
+
+def audit(gd: Any, path_input: bool) -> list[Finding]:
+    """Every node of the graph and of every function in its library, against the allow-list."""
+    found = [Finding(n.op, n.name, "graph") for n in gd.node if not is_allowed(n.op, path_input)]
+    for fn in gd.library.function:
+        where = f"function {fn.signature.name}"
+        found.extend(Finding(n.op, n.name, where) for n in fn.node_def if not is_allowed(n.op, path_input))
+    return found
+
+
+def import_graph(gd: Any, path: str) -> Any:
+    tf = import_tf()
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(gd, name="")
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load graph {path}: {first}") from None
+    return graph
+
+
+def _shape(t: Any) -> tuple[int | None, ...] | None:
+    return None if t.shape.rank is None else tuple(t.shape.as_list())
+
+
+def _describe(t: Any) -> str:
+    shape = _shape(t)
+    dims = "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    return f"{t.name} ({t.dtype.name} {dims})"
+
+
+def _get_tensor(graph: Any, name: str, what: str) -> Any:
+    try:
+        return graph.get_tensor_by_name(tensor_name(name))
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{what}: no tensor {tensor_name(name)!r} in the graph ({str(exc).splitlines()[0]})") from None
+
+
+def find_input(graph: Any, spec: ModelSpec) -> Any:
+    if spec.input:
+        return _get_tensor(graph, spec.input, "model.input")
+    fed = {tensor_name(k) for k, _ in spec.feeds}
+    cands = [op.outputs[0] for op in graph.get_operations()
+             if op.type == "Placeholder" and op.outputs[0].name not in fed]
+    if len(cands) == 1:
+        return cands[0]
+    if not cands:
+        raise ModelError("the graph has no Placeholder to feed images to: set model.input")
+    raise ModelError("cannot tell the input: set model.input to one of "
+                     + ", ".join(_describe(t) for t in cands))
+
+
+def find_output(graph: Any, spec: ModelSpec) -> Any:
+    if spec.output:
+        return _get_tensor(graph, spec.output, "model.output")
+    consumed: set[str] = set()
+    for op in graph.get_operations():
+        consumed.update(t.op.name for t in op.inputs)
+        consumed.update(c.name for c in op.control_inputs)
+    cands = [op.outputs[0] for op in graph.get_operations()
+             if op.name not in consumed and op.type not in _NOT_OUTPUTS and op.outputs
+             and (op.outputs[0].dtype.is_floating or op.outputs[0].dtype.is_integer)]
+    if len(cands) == 1:
+        return cands[0]
+    if not cands:
+        raise ModelError("cannot find an output tensor: set model.output")
+    raise ModelError("cannot tell the output: set model.output to one of "
+                     + ", ".join(_describe(t) for t in cands))
+
+
+def check_feeds(graph: Any, spec: ModelSpec, input_tensor: Any) -> dict[Any, Any]:
+    """Resolve ``model.feeds``; refuse unknown names and placeholders nobody feeds."""
+    import numpy as np
+    feeds = {}
+    for name, value in spec.feeds:
+        t = _get_tensor(graph, name, "model.feeds")
+        try:
+            arr = np.asarray(value, dtype=t.dtype.as_numpy_dtype)
+        except (TypeError, ValueError):
+            raise ModelError(f"model.feeds: value {value!r} does not fit {_describe(t)}") from None
+        if not t.shape.is_compatible_with(arr.shape):
+            raise ModelError(f"model.feeds: value {value!r} has shape {list(arr.shape)}, {_describe(t)} wants another")
+        feeds[t] = arr
+    fed = {t.name for t in feeds} | {input_tensor.name}
+    for op in graph.get_operations():
+        if op.type == "Placeholder" and op.outputs[0].name not in fed:
+            raise ModelError(f"placeholder {op.outputs[0].name!r} is not fed: add it to model.feeds "
+                             f"(e.g. model.feeds: {{\"{op.outputs[0].name}\": 1.0}})")
+    return feeds
+
+
+def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: int) -> tuple[ModelInfo, Any, Any]:
+    """Pick the tensors, classify the input/output kinds, check them against the preprocessing.
+
+    Returns (info, input tensor, output tensor).
+    """
+    x = find_input(graph, spec)
+    y = find_output(graph, spec)
+    in_shape = _shape(x)
+    in_dtype = x.dtype
+    fixed_batch = None
+    height = width = channels = None
+    if in_dtype.name == "string":
+        if in_shape == ():
+            kind = "path"
+            fixed_batch = 1
+        elif in_shape is not None and len(in_shape) == 1:
+            kind = "path_batch"
+            fixed_batch = in_shape[0]
+        else:
+            raise ModelError(f"string input {_describe(x)}: an image-path input must be a scalar or a vector")
+    else:
+        if not (in_dtype.is_floating or in_dtype.name == "uint8"):
+            raise ModelError(f"input {_describe(x)}: expected a float or uint8 image tensor, or a string path")
+        if in_shape is None:
+            raise ModelError(f"input {_describe(x)} has unknown rank: expected [batch, height, width, channels]")
+        want_c = _MODE_CHANNELS[pre.mode]
+        if len(in_shape) in (3, 4):
+            kind = "image" if len(in_shape) == 4 else "unbatched"
+            fixed_batch = in_shape[0] if kind == "image" else 1
+            gh, gw, gc = in_shape[-3:]
+            if gc is not None and gc != want_c:
+                raise ModelError(f"input {_describe(x)} wants {gc} channels but preprocess.mode={pre.mode} gives {want_c}")
+            if pre.size is not None and ((gh is not None and gh != pre.size[0]) or (gw is not None and gw != pre.size[1])):
+                raise ModelError(f"preprocess.size {list(pre.size)} does not match input {_describe(x)}")
+            height = pre.size[0] if pre.size else gh
+            width = pre.size[1] if pre.size else gw
+            if height is None or width is None:
+                raise ConfigError(f"preprocess.size is needed: input {_describe(x)} has no fixed height/width")
+            channels = want_c
+        elif len(in_shape) == 2:
+            kind = "flat"
+            fixed_batch = in_shape[0]
+            if pre.size is None:
+                raise ConfigError(f"preprocess.size is needed: input {_describe(x)} is a flat vector")
+            height, width = pre.size
+            channels = want_c
+            if in_shape[1] is not None and in_shape[1] != height * width * channels:
+                raise ModelError(f"input {_describe(x)} wants {in_shape[1]} values per image but "
+                                 f"preprocess gives {height}x{width}x{channels} = {height * width * channels}")
+        else:
+            raise ModelError(f"input {_describe(x)}: expected [batch, height, width, channels]")
+        if len(pre.mean) == 3 and channels == 1 or len(pre.std) == 3 and channels == 1:
+            raise ConfigError("preprocess.mean/std have 3 values but preprocess.mode=L has one channel")
+        if in_dtype.name == "uint8" and (any(pre.mean) or any(s != 1 for s in pre.std)):
+            raise ConfigError(f"input {_describe(x)} takes raw uint8 pixels: remove preprocess.mean/std")
+    if fixed_batch is not None and fixed_batch <= 0:
+        fixed_batch = None
+
+    out_dtype = y.dtype
+    out_shape = _shape(y)
+    if out_dtype.is_integer:
+        out_kind = "class_id"
+        num_classes = None
+        if top_k > 1:
+            raise ConfigError(f"run.top_k={top_k} needs a model that outputs scores; {_describe(y)} gives class ids")
+    elif out_dtype.is_floating:
+        out_kind = "scores"
+        num_classes = out_shape[-1] if out_shape and out_shape[-1] is not None else None
+        if num_classes is not None and top_k > num_classes:
+            raise ConfigError(f"run.top_k={top_k} exceeds the model's {num_classes} classes")
+    else:
+        raise ModelError(f"output {_describe(y)}: expected float scores or integer class ids")
+
+    info = ModelInfo(
+        input_name=x.name, input_dtype=in_dtype.name, input_shape=in_shape, input_kind=kind,
+        output_name=y.name, output_dtype=out_dtype.name, output_shape=out_shape, output_kind=out_kind,
+        fixed_batch=fixed_batch, num_classes=num_classes, height=height, width=width, channels=channels,
+        node_count=len(gd.node), function_count=len(gd.library.function),
+    )
+    return info, x, y
+
+
+def check_safety(gd: Any, info: ModelInfo, spec: ModelSpec) -> tuple[str, ...]:
+    """Refuse unsafe ops unless allowed; return what was found (for the summary)."""
+    findings = audit(gd, info.takes_paths)
+    if findings and not spec.allow_unsafe_ops:
+        shown = "; ".join(str(f) for f in findings[:3])
+        more = f"; and {len(findings) - 3} more" if len(findings) > 3 else ""
+        raise ModelError(f"unsafe op(s) in {spec.path}: {shown}{more} (pass --allow-unsafe-ops to run it anyway)")
+    return tuple(str(f) for f in findings)

@@ -1,0 +1,183 @@
+"""Safe image decoding with Pillow: one file -> one HxWxC uint8 array, or an ImageError.
+
+Every failure is turned into an :class:`ImageError` with a short kind and a one-line reason, so a
+broken file becomes an error row and never stops a chunk.  Only an allow-list of decoders is used;
+non-regular files (FIFOs, folders) are refused before reading, so a FIFO cannot hang a worker.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .config import PreprocessSpec
+
+Image.init()  # register every plugin now, so the allow-list below can name them
+ALLOWED_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP") if f in Image.OPEN)
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "bicubic": Image.Resampling.BICUBIC,
+    "area": Image.Resampling.BOX,
+}
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class ImageError(Exception):
+    """A per-image failure: ``kind`` names the class of problem, the message says why."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def row_text(self) -> str:
+        return f"{self.kind}: {' '.join(str(self).split())}"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the model wants: height, width and channels (1 = L, 3 = RGB/BGR)."""
+
+    height: int
+    width: int
+    channels: int
+
+
+def _describe_mode(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device"
+    return "is not a regular file"
+
+
+def open_regular(path: str):
+    """Open ``path`` for binary reading only if it is a regular, non-empty file.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageError("NotFound", "no such file") from None
+    except PermissionError:
+        raise ImageError("PermissionDenied", "cannot open the file for reading") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError("BadPath", "too many levels of symbolic links") from None
+        raise ImageError("ReadError", exc.strerror or str(exc)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError("NotAFile", _describe_mode(st.st_mode))
+        if st.st_size == 0:
+            raise ImageError("EmptyFile", "the file is empty (0 bytes)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_readable(path: str) -> None:
+    """Raise ImageError unless ``path`` is a readable, regular, non-empty file (path-input graphs)."""
+    open_regular(path).close()
+
+
+def _to_mode(im: Image.Image, mode: str) -> Image.Image:
+    """Convert any Pillow mode to L or RGB, scaling 16-bit data and flattening transparency on black."""
+    target = "L" if mode == "L" else "RGB"
+    if im.mode in _SIXTEEN_BIT:
+        arr = np.asarray(im, dtype=np.float32) / 257.0
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        im = Image.fromarray(np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, rgba).convert("RGB")
+    if im.mode != target:
+        im = im.convert(target)
+    return im
+
+
+def _central_crop(im: Image.Image, fraction: float) -> Image.Image:
+    if fraction >= 1.0:
+        return im
+    w, h = im.size
+    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return im.crop((left, top, left + cw, top + ch))
+
+
+def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
+    """Decode, orient, convert, crop and resize one image: returns (H, W, C) uint8."""
+    fh = open_regular(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                im = Image.open(fh, formats=ALLOWED_FORMATS)
+            except Image.UnidentifiedImageError:
+                raise ImageError("UnsupportedFormat",
+                                 f"not a recognised image (allowed: {' '.join(ALLOWED_FORMATS)})") from None
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise ImageError("DecodeError", f"invalid dimensions {w}x{h}")
+            if w * h > spec.max_pixels:
+                raise ImageError("DecompressionBomb",
+                                 f"{w}x{h} = {w * h} pixels exceeds preprocess.max_pixels={spec.max_pixels}")
+            if getattr(im, "is_animated", False):
+                im.seek(0)
+            im.load()
+            if spec.exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            im = _to_mode(im, spec.mode)
+            im = _central_crop(im, spec.crop)
+            if im.size != (geometry.width, geometry.height):
+                im = im.resize((geometry.width, geometry.height), _RESAMPLE[spec.resize])
+            arr = np.asarray(im, dtype=np.uint8)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError("DecompressionBomb", str(exc)) from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageError("DecompressionBomb", str(exc)) from None
+    except MemoryError:
+        raise ImageError("DecodeError", "out of memory while decoding") from None
+    except Exception as exc:  # every Pillow/codec failure is per-image data
+        raise ImageError("DecodeError", f"{type(exc).__name__}: {exc}") from None
+    finally:
+        fh.close()
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if spec.mode == "BGR":
+        arr = arr[:, :, ::-1]
+    if arr.shape[2] != geometry.channels:
+        raise ImageError("DecodeError", f"got {arr.shape[2]} channels, the model wants {geometry.channels}")
+    return arr
+
+
+def normalize(batch_u8: np.ndarray, spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
+    """(x - mean) / std over a whole batch at once; uint8 models get the raw pixels."""
+    if np.dtype(dtype) == np.uint8:
+        return batch_u8
+    out = batch_u8.astype(np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    if np.any(mean != 0):
+        out -= mean
+    if np.any(std != 1):
+        out /= std
+    return out.astype(dtype, copy=False)

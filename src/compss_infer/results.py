@@ -1,0 +1,156 @@
+"""Results files: one row per input image, in input order, written atomically.
+
+CSV header: ``path,class_id,score,label,error`` (+ ``topk_ids,topk_scores`` with --top-k K>1).
+JSONL: the same keys per line (null for empty; top-k as lists).  The file is written under a
+temporary name in the same folder, fsynced and renamed, so readers never see half a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from .errors import ConfigError, InputError
+
+CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
+TOPK_COLUMNS = ["topk_ids", "topk_scores"]
+FORMATS_BY_EXTENSION = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclass
+class Row:
+    """One output row (values already final; None = empty)."""
+
+    path: str
+    class_id: int | None
+    score: float | None
+    label: str | None
+    error: str | None
+    topk_ids: list[int] | None = None
+    topk_scores: list[float | None] | None = None
+
+
+def format_for(output: str, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    ext = os.path.splitext(output)[1].lower()
+    if ext in FORMATS_BY_EXTENSION:
+        return FORMATS_BY_EXTENSION[ext]
+    raise InputError(f"--output {output}: cannot tell the format from the extension; use .csv/.jsonl or --format")
+
+
+def fmt_score(value: float | None) -> str:
+    """Scores are written with 6 significant digits: stable across runs, batchings and resumes."""
+    return "" if value is None else format(value, ".6g")
+
+
+def round_score(value: float | None) -> float | None:
+    return None if value is None else float(fmt_score(value))
+
+
+class CsvWriter:
+    def __init__(self, fh: Any, top_k: int):
+        self._w = csv.writer(fh, lineterminator="\n")
+        self._topk = top_k > 1
+        self._w.writerow(CSV_COLUMNS + (TOPK_COLUMNS if self._topk else []))
+
+    def write(self, row: Row) -> None:
+        cells = [row.path, "" if row.class_id is None else str(row.class_id), fmt_score(row.score),
+                 row.label or "", row.error or ""]
+        if self._topk:
+            cells.append(" ".join(str(i) for i in row.topk_ids or []))
+            cells.append(" ".join(fmt_score(s) for s in row.topk_scores or []))
+        self._w.writerow(cells)
+
+
+class JsonlWriter:
+    def __init__(self, fh: Any, top_k: int):
+        self._fh = fh
+        self._topk = top_k > 1
+
+    def write(self, row: Row) -> None:
+        d: dict[str, Any] = {"path": row.path, "class_id": row.class_id, "score": round_score(row.score),
+                             "label": row.label, "error": row.error}
+        if self._topk:
+            d["topk_ids"] = row.topk_ids
+            d["topk_scores"] = None if row.topk_scores is None else [round_score(s) for s in row.topk_scores]
+        self._fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+
+
+WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
+
+
+def check_output(output: str, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber: an existing results file needs --overwrite (exit 2)."""
+    if os.path.isdir(output):
+        raise InputError(f"--output {output} is a directory")
+    if os.path.exists(output) and not overwrite:
+        hint = "the run already finished; " if resume else ""
+        raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
+
+
+def write_atomically(path: str, lines_or_writer: Any) -> None:
+    """Call ``lines_or_writer(fh)`` on a temp file beside ``path``, then fsync and rename."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with io.open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            lines_or_writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_rows(path: str, fmt: str, top_k: int, rows: Iterable[Row]) -> None:
+    def body(fh: Any) -> None:
+        writer = WRITERS[fmt](fh, top_k)
+        for row in rows:
+            writer.write(row)
+    write_atomically(path, body)
+
+
+def write_json(path: str, data: Any) -> None:
+    write_atomically(path, lambda fh: (json.dump(data, fh, indent=2, sort_keys=False, default=str), fh.write("\n")))
+
+
+def read_rows(path: str) -> Iterator[dict[str, Any]]:
+    """Read a results file back (CSV or JSONL) as dicts; used by reports and tests."""
+    fmt = format_for(path, None)
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        if fmt == "csv":
+            yield from csv.DictReader(fh)
+        else:
+            for line in fh:
+                yield json.loads(line)
+
+
+def labels_from_file(path: str | None) -> Sequence[str] | None:
+    """Line i names class i (trailing blank lines ignored)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            labels = [line.rstrip("\r\n") for line in fh]
+    except OSError as exc:
+        raise ConfigError(f"model.labels: cannot read {path}: {exc.strerror}") from None
+    while labels and not labels[-1].strip():
+        labels.pop()
+    return labels

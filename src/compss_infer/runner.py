@@ -1,0 +1,342 @@
+"""One run, start to finish: check, start workers, plan, preflight, dispatch, assemble, summarise.
+
+Workers start loading the model while the master discovers the images, so start-up costs are
+paid in parallel.  Nothing is dispatched until the model passed its checks in a worker (the
+master never imports TensorFlow itself, except with the in-process ``sequential`` engine).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from . import __version__
+from .config import RunConfig
+from .contracts import ModelInfo, WorkerSpec
+from .engines import make_engine
+from .errors import CompssInferError, ConfigError, InputError, ModelError
+from .inputs import Plan, iter_chunks, load_plan, make_plan
+from .journal import Journal
+from .metrics import FolderTruth, Scorer, load_truth_csv
+from .progress import Progress
+from .results import Row, check_output, format_for, labels_from_file, write_atomically, write_json, write_rows
+from .scheduler import Scheduler
+from .session import available_cpus
+from .sizing import auto_batch, auto_chunk, auto_workers
+from .worker import classify_chunk, warm_up
+
+log = logging.getLogger("compss_infer")
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM during a run: the journal is kept, ``--resume`` continues (exit 130)."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports (also written as ``<output>.summary.json``)."""
+
+    output: str
+    summary_path: str
+    images: int
+    classified: int
+    failed: int
+    wall_s: float
+    images_per_s: float
+    exit_code: int
+    accuracy: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+    out: dict[str, str | None] = {"compss_infer": __version__, "python": sys.version.split()[0]}
+    for dist in ("tensorflow-cpu", "tensorflow", "numpy", "pillow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str, plan_digest: str) -> str:
+    """Identity of everything that shapes the results file; --resume refuses when it changes."""
+    d = cfg.to_dict()
+    ident = {
+        "model_sha256": model_sha,
+        "model": {k: d["model"][k] for k in ("input", "output", "feeds")},
+        "labels_sha256": labels_sha,
+        "preprocess": d["preprocess"],
+        "session": {k: d["session"][k] for k in ("opt_level", "jit", "device")},
+        "top_k": cfg.run.top_k,
+        "format": fmt,
+        "plan": plan_digest,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _preflight_checks(cfg: RunConfig) -> tuple[str, str]:
+    """Cheap, TensorFlow-free checks, before any process starts.  Returns (output, format)."""
+    r = cfg.run
+    if not r.output:
+        raise ConfigError("run.output: no results file given (use --output FILE)")
+    if bool(r.images) == bool(r.image_list):
+        raise ConfigError("give exactly one of --images DIR or --image-list FILE")
+    if not os.path.isfile(cfg.model.path):
+        raise ModelError(f"model file not found: {cfg.model.path}")
+    if r.truth and not os.path.isfile(r.truth):
+        raise ConfigError(f"run.truth: file not found: {r.truth}")
+    if r.engine == "sequential" and r.task_timeout:
+        log.warning("run.task_timeout is not enforced by the sequential engine")
+    return r.output, format_for(r.output, r.format)
+
+
+def _engine_options(cfg: RunConfig, workers: int) -> dict[str, Any]:
+    r = cfg.run
+    return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
+            "stage_model": r.stage_model, "device": cfg.session.device}
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            pass
+    return old
+
+
+def run(cfg: RunConfig) -> RunSummary:
+    """Classify every image of ``cfg``; returns the summary (exit code 0 or 1), raises on refusal."""
+    t0 = time.monotonic()
+    started_at = datetime.now(timezone.utc)
+    output, fmt = _preflight_checks(cfg)
+    r = cfg.run
+    labels = labels_from_file(cfg.model.labels)
+    truth: Any = None
+    if r.truth:
+        truth = load_truth_csv(r.truth)
+    elif r.truth_from_folders:
+        truth = FolderTruth(labels)
+    model_sha = sha256_file(cfg.model.path)
+    labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
+
+    journal = Journal(output)
+    if r.resume:
+        if os.path.exists(output) and not r.overwrite:
+            check_output(output, False, True)
+        if not journal.exists():
+            raise InputError(f"--resume: nothing to resume, no journal at {journal.dir}")
+    else:
+        check_output(output, r.overwrite, False)
+        if journal.exists() and not r.overwrite:
+            raise InputError(f"an interrupted run left a journal at {journal.dir}: "
+                             "use --resume to continue it or --overwrite to start afresh")
+
+    cpus = available_cpus()
+    if r.engine == "local":
+        workers = r.workers or auto_workers(os.path.getsize(cfg.model.path), cpus)
+    else:
+        workers = r.workers or 1
+    default_threads = max(1, cpus // workers) if r.engine == "local" else None
+    spec = WorkerSpec(model=cfg.model, preprocess=cfg.preprocess, session=cfg.session,
+                      batch_size=r.batch_size or 8, top_k=r.top_k, default_threads=default_threads)
+
+    old_handlers = _install_signal_handlers()
+    engine = make_engine(r.engine, **_engine_options(cfg, workers))
+    fresh = not r.resume
+    try:
+        engine.start(warm_up, spec)
+        if fresh:
+            journal.create()
+            plan = make_plan(r.images, r.image_list, journal.plan_path)
+            header: dict[str, Any] = {}
+        else:
+            header = journal.reopen()
+            plan = _check_resumable(journal, header, r)
+        info: ModelInfo = engine.preflight()
+        fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
+        batch = r.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch,
+                                           info.takes_paths)
+        if fresh:
+            chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
+            journal.write_header({"fingerprint": fp, "chunk_size": chunk, "plan_base": plan.base,
+                                  "plan_digest": plan.digest, "images": plan.count, "format": fmt,
+                                  "created": started_at.isoformat()})
+        else:
+            if header.get("fingerprint") != fp:
+                raise InputError(f"--resume refused: the model, its labels, the result-shaping config or the "
+                                 f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
+            chunk = int(header["chunk_size"])
+        spec = replace(spec, batch_size=batch)
+        covered = journal.covered()
+        done_before = sum(b - a for a, b in covered)
+        window = r.window or (2 * engine.slots() if r.engine != "compss" else max(16, 4 * engine.slots()))
+        progress = Progress(plan.count, done=done_before, enabled=r.progress)
+        log.info("%d images (%d already done), engine %s, %d worker(s), batch %d, chunk %d",
+                 plan.count, done_before, r.engine, workers, batch, chunk)
+        scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window)
+        try:
+            stats = scheduler.run(iter_chunks(plan, chunk, covered))
+        finally:
+            progress.close()
+        engine.close()
+        summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
+                            t0=t0, started_at=started_at, done_before=done_before, workers=workers,
+                            batch=batch, chunk=chunk, engine=engine)
+        journal.remove()
+        return summary
+    except Interrupted as exc:
+        engine.close(abort=True)
+        journal.close()
+        raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
+                          f"run again with --resume to continue") from None
+    except CompssInferError:
+        engine.close(abort=True)
+        if fresh and not journal.covered():
+            journal.remove()
+        else:
+            journal.close()
+        raise
+    except BaseException:
+        engine.close(abort=True)
+        journal.close()
+        raise
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+
+
+def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
+    """Re-read the input list and refuse if it differs from the one the journal was started with."""
+    if not os.path.exists(journal.plan_path):
+        raise InputError(f"--resume: the journal {journal.dir} has no plan; use --overwrite to start afresh")
+    probe = journal.plan_path + ".check"
+    try:
+        current = make_plan(r.images, r.image_list, probe)
+    finally:
+        if os.path.exists(probe):
+            os.unlink(probe)
+    if current.digest != header.get("plan_digest") or current.base != header.get("plan_base"):
+        raise InputError("--resume refused: the input list changed since the journal was written "
+                         "(use --overwrite to start afresh)")
+    return load_plan(journal.plan_path, header["plan_base"])
+
+
+def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
+              info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
+              done_before: int, workers: int, batch: int, chunk: int, engine: Any) -> RunSummary:
+    """Assemble the results file in input order from the journal; write the summary and task log."""
+    top_k = cfg.run.top_k
+    scorer = Scorer(truth, top_k) if truth is not None else None
+    counts = {"ok": 0, "failed": 0}
+    kinds: dict[str, int] = {}
+    models_used: dict[str, int] = {}
+    tasks: list[list[Any]] = []
+
+    def rows() -> Iterator[Row]:
+        listed = plan.listed()
+        for rec in journal.records_in_order(plan.count):
+            if rec.timing is not None:
+                tasks.append([rec.start, rec.count, *rec.timing, rec.attempts, len(rec.errors)])
+                models_used[rec.timing[7]] = models_used.get(rec.timing[7], 0) + 1
+            for j in range(rec.count):
+                path = next(listed)
+                err = rec.errors.get(j)
+                if err is not None:
+                    counts["failed"] += 1
+                    kind = err.split(":", 1)[0]
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                    if scorer:
+                        scorer.add(path, None, None)
+                    yield Row(path, None, None, None, err)
+                    continue
+                counts["ok"] += 1
+                cid = rec.class_ids[j]
+                label = labels[cid] if labels and 0 <= cid < len(labels) else None
+                topk = rec.topk_ids[j] if rec.topk_ids is not None else None
+                if scorer:
+                    scorer.add(path, cid, topk)
+                yield Row(path, cid, rec.scores[j] if rec.scores is not None else None, label, err,
+                          topk, rec.topk_scores[j] if rec.topk_scores is not None else None)
+
+    write_rows(output, fmt, top_k, rows())
+    wall = time.monotonic() - t0
+    processed = plan.count - done_before
+    summary_path = output + ".summary.json"
+    tasks_path = output + ".tasks.csv"
+    write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
+    accuracy = scorer.summary() if scorer else None
+    exit_code = 0 if counts["failed"] == 0 else 1
+    data: dict[str, Any] = {
+        "output": output,
+        "format": fmt,
+        "images": plan.count,
+        "classified": counts["ok"],
+        "failed": counts["failed"],
+        "failures_by_kind": dict(sorted(kinds.items())),
+        "exit_code": exit_code,
+        "wall_s": round(wall, 3),
+        "images_per_s": round(processed / wall, 2) if wall > 0 else None,
+        "first_result_s": round(stats.first_result_at - t0, 3) if stats.first_result_at else None,
+        "resumed_with_done": done_before,
+        "engine": cfg.run.engine,
+        "workers": workers,
+        "batch_size": batch,
+        "chunk_size": chunk,
+        "tasks": {"ok": stats.tasks_done, "failed_attempts": stats.tasks_failed,
+                  "images_given_up": stats.images_given_up,
+                  "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
+        "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
+                  **{k: v for k, v in info.__dict__.items()}},
+        "accuracy": accuracy,
+        "config": cfg.to_dict(),
+        "versions": _versions(),
+        "host": socket.gethostname(),
+        "cpus": available_cpus(),
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+    write_json(summary_path, data)
+    return RunSummary(output=output, summary_path=summary_path, images=plan.count, classified=counts["ok"],
+                      failed=counts["failed"], wall_s=wall, images_per_s=data["images_per_s"] or 0.0,
+                      exit_code=exit_code, accuracy=accuracy["accuracy"] if accuracy else None, data=data)
+
+
+TASK_COLUMNS = ["start", "count", "host", "pid", "started_s", "finished_s", "load_s", "decode_wait_s",
+                "infer_s", "model_id", "attempts", "errors"]
+
+
+def _write_tasks(fh: Any, tasks: list[list[Any]], t0_epoch: float) -> None:
+    """One line per finished task: the data the timeline report draws (times relative to run start)."""
+    import csv
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(TASK_COLUMNS)
+    for start, count, host, pid, started, finished, load_s, decode_s, infer_s, model_id, attempts, errors in \
+            sorted(tasks, key=lambda t: t[4]):
+        w.writerow([start, count, host, pid, round(started - t0_epoch, 4), round(finished - t0_epoch, 4),
+                    load_s, decode_s, infer_s, model_id, attempts, errors])

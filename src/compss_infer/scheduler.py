@@ -1,0 +1,139 @@
+"""The master's dispatch loop: keep a bounded window of chunks in flight, journal what finishes,
+and recover failed chunks by retrying and splitting them, whatever the engine.
+
+Recovery policy (``next_attempts``): a chunk that fails (its worker died, hung past the timeout,
+or the task raised) is re-run whole once, since most failures are not the chunk's fault (a worker
+OOM-killed for its neighbour's sake).  If it fails again it is split in halves, and halves split
+again on their first failure, down to single images; a single image is retried ``max_retries``
+times and then given up as an error row ``TaskFailed: ...``.  So a poison image costs only its
+own row, and every input image ends up in the results exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .contracts import ChunkResult, WorkerSpec
+from .engines.base import Engine
+from .inputs import Chunk
+from .journal import Journal, Record
+from .progress import Progress
+
+log = logging.getLogger("compss_infer")
+
+
+@dataclass
+class Task:
+    """A range of images to classify, and its failure history."""
+
+    start: int
+    paths: tuple[str, ...]
+    attempts: int = 0  # failed attempts so far
+    split: bool = False  # came from splitting: split again at the first failure
+    failures: list[str] = field(default_factory=list)
+
+
+def next_attempts(task: Task, failure: str, max_retries: int) -> list[Task] | None:
+    """What to run after ``task`` failed; None = give up (only ever for a single image)."""
+    history = task.failures + [failure]
+    attempts = task.attempts + 1
+    n = len(task.paths)
+    if n == 1:
+        if attempts <= max_retries:
+            return [Task(task.start, task.paths, attempts, task.split, history)]
+        return None
+    if not task.split and attempts == 1 and max_retries > 0:
+        return [Task(task.start, task.paths, attempts, False, history)]
+    half = n // 2
+    return [Task(task.start, task.paths[:half], 0, True, history),
+            Task(task.start + half, task.paths[half:], 0, True, history)]
+
+
+def give_up_text(task: Task, failure: str) -> str:
+    reason = failure.split(": ", 1)[1] if ": " in failure else failure
+    return f"TaskFailed: {reason} (gave up after {task.attempts + 1} attempts)"
+
+
+@dataclass
+class ScheduleStats:
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    images_done: int = 0
+    images_given_up: int = 0
+    first_result_at: float | None = None  # time.monotonic()
+
+
+class Scheduler:
+    """Feeds an engine from an ordered chunk iterator and journals every finished range."""
+
+    def __init__(self, engine: Engine, spec: WorkerSpec, journal: Journal, progress: Progress,
+                 task_fn: Callable[..., Any], max_retries: int, window: int):
+        self.engine = engine
+        self.spec = spec
+        self.journal = journal
+        self.progress = progress
+        self.task_fn = task_fn
+        self.max_retries = max_retries
+        self.window = max(1, window)
+        self.stats = ScheduleStats()
+        self._inflight: dict[int, Task] = {}
+        self._retry: deque[Task] = deque()
+        self._next_key = 0
+
+    def _submit(self, task: Task) -> None:
+        key = self._next_key
+        self._next_key += 1
+        self._inflight[key] = task
+        self.engine.submit(key, self.task_fn, self.spec, list(task.paths))
+
+    def run(self, chunks: Iterator[Chunk]) -> ScheduleStats:
+        more = True
+        while True:
+            while len(self._inflight) < self.window and (self._retry or more):
+                if self._retry:
+                    self._submit(self._retry.popleft())
+                    continue
+                chunk = next(chunks, None)
+                if chunk is None:
+                    more = False
+                    break
+                self._submit(Task(chunk.start, chunk.paths))
+            if not self._inflight:
+                return self.stats
+            for outcome in self.engine.poll(0.5):
+                task = self._inflight.pop(outcome.key)
+                if outcome.failure is None and isinstance(outcome.value, ChunkResult) \
+                        and len(outcome.value) == len(task.paths):
+                    self._record(task, outcome.value)
+                else:
+                    failure = outcome.failure or "TaskFailed: the task returned no result"
+                    self._failed(task, failure)
+            self.progress.tick()
+
+    def _record(self, task: Task, result: ChunkResult) -> None:
+        self.journal.append(Record.from_result(task.start, result, task.attempts + 1))
+        self.stats.tasks_done += 1
+        self.stats.images_done += len(task.paths)
+        if self.stats.first_result_at is None:
+            self.stats.first_result_at = time.monotonic()
+        self.progress.update(len(task.paths), failed=len(result.errors))
+
+    def _failed(self, task: Task, failure: str) -> None:
+        self.stats.tasks_failed += 1
+        follow = next_attempts(task, failure, self.max_retries)
+        if follow is None:
+            text = give_up_text(task, failure)
+            log.warning("image %d given up: %s", task.start, text)
+            self.stats.images_given_up += 1
+            self._record(task, ChunkResult.all_failed(len(task.paths), text))
+            return
+        if len(follow) == 2:
+            log.warning("chunk at image %d (%d images) failed again (%s); splitting it",
+                        task.start, len(task.paths), failure)
+        else:
+            log.warning("task at image %d (%d images) failed (%s); retrying",
+                        task.start, len(task.paths), failure)
+        self._retry.extendleft(reversed(follow))

@@ -1,0 +1,58 @@
+"""Default sizes chosen from the machine and the model: workers, batch size, chunk size.
+
+Rules (measured on 2-core machines, see docs/benchmarks.md): several single-threaded workers
+beat one multi-threaded session, so the local engine runs one worker per core with one intra-op
+thread each, fewer if memory is short; batches are sized by pixels per image so a batch stays
+around a few megabytes; chunks are large enough that per-task overhead is noise and small enough
+that every worker gets several (load balance, progress, little lost work on a crash).
+"""
+from __future__ import annotations
+
+import math
+
+from .session import available_cpus
+
+WORKER_BASE_BYTES = 450 * 2**20  # TensorFlow runtime + Python, per process (shared in part under forkserver)
+BATCH_PIXEL_BUDGET = 1_000_000  # input values per batch (uint8 count, before float conversion)
+MAX_BATCH = 256
+MAX_CHUNK = 1024
+
+
+def mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_workers(model_bytes: int, cpus: int | None = None) -> int:
+    """One worker per usable core, fewer when memory would not hold them."""
+    cpus = cpus or available_cpus()
+    avail = mem_available()
+    if avail is None:
+        return cpus
+    per_worker = WORKER_BASE_BYTES + 4 * model_bytes
+    return max(1, min(cpus, int(0.8 * avail) // per_worker))
+
+
+def auto_batch(height: int | None, width: int | None, channels: int | None, fixed: int | None,
+               takes_paths: bool) -> int:
+    """Largest power of two that keeps a batch near the pixel budget (1..MAX_BATCH)."""
+    if fixed:
+        return fixed if not takes_paths else max(1, fixed)
+    if takes_paths or not (height and width and channels):
+        return 32
+    per_image = height * width * channels
+    return int(min(MAX_BATCH, max(1, 2 ** math.floor(math.log2(max(1, BATCH_PIXEL_BUDGET // per_image))))))
+
+
+def auto_chunk(images: int, workers: int, batch: int, per_worker: int = 8) -> int:
+    """About ``per_worker`` chunks per worker, a whole number of batches, at most MAX_CHUNK."""
+    target = math.ceil(images / max(1, workers * per_worker))
+    if target <= batch:
+        return max(1, target)
+    return min(max(batch, MAX_CHUNK), math.ceil(target / batch) * batch)

@@ -1,0 +1,147 @@
+"""The worker function: classify one chunk of image paths.  Pure and engine-agnostic.
+
+``classify_chunk(spec, paths)`` runs wherever an engine puts it (in-process, a local pool
+process, a PyCOMPSs executor).  It returns a ChunkResult aligned with ``paths``; a bad image
+becomes an error entry, never an exception.  Decoding of the next batch overlaps inference of
+the current one (Pillow and TensorFlow both release the GIL).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from typing import Sequence
+
+import numpy as np
+
+from . import cache
+from .contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
+from .preprocess import Geometry, ImageError, check_readable, decode, normalize
+
+
+def warm_up(spec: WorkerSpec) -> ModelInfo:
+    """Load (and check) the model into this process's cache; the master's preflight."""
+    predictor, _ = cache.get_predictor(spec)
+    return predictor.info
+
+
+def _decode_batch(paths: Sequence[str], spec: WorkerSpec, geometry: Geometry):
+    """Decode a batch: (uint8 array of the good images, their offsets, {offset: error text})."""
+    arrays, good, errors = [], [], {}
+    for i, path in enumerate(paths):
+        try:
+            arrays.append(decode(path, spec.preprocess, geometry))
+            good.append(i)
+        except ImageError as exc:
+            errors[i] = exc.row_text()
+    batch = np.stack(arrays) if arrays else None
+    return batch, good, errors
+
+
+def _infer_isolating(predictor, items, offsets, errors, kind):
+    """Run a batch; if it fails, run its items one by one so only the bad ones fail."""
+    from .predictor import _tf_message
+    try:
+        return predictor.infer(items), list(offsets)
+    except Exception as exc:
+        if len(offsets) == 1:
+            errors[offsets[0]] = f"{kind}: {_tf_message(exc)}"
+            return None, []
+    outs, kept = [], []
+    for j, off in enumerate(offsets):
+        try:
+            outs.append(predictor.infer(items[j:j + 1]))
+            kept.append(off)
+        except Exception as exc:
+            errors[off] = f"{kind}: {_tf_message(exc)}"
+    return (np.concatenate(outs) if outs else None), kept
+
+
+def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
+    """Classify ``paths`` (absolute) in batches of ``spec.batch_size``."""
+    started = time.time()
+    predictor, loaded_now = cache.get_predictor(spec)
+    info = predictor.info
+    n = len(paths)
+    ids = np.full(n, -1, np.int64)
+    scores = np.full(n, np.nan, np.float32) if info.output_kind == "scores" else None
+    k = spec.top_k if info.output_kind == "scores" and spec.top_k > 1 else 0
+    topk_ids = np.full((n, k), -1, np.int64) if k else None
+    topk_scores = np.full((n, k), np.nan, np.float32) if k else None
+    errors: dict[int, str] = {}
+    decode_s = infer_s = 0.0
+
+    def store(out: np.ndarray, offsets: list[int]) -> None:
+        if out is None or not offsets:
+            return
+        rows = np.asarray(out).reshape(len(offsets), -1)
+        idx = np.asarray(offsets)
+        if info.output_kind == "class_id":
+            ids[idx] = rows[:, 0].astype(np.int64)
+            return
+        rows = rows.astype(np.float32, copy=False)
+        best = rows.argmax(axis=1)
+        ids[idx] = best
+        scores[idx] = rows[np.arange(len(rows)), best]
+        if k:
+            order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+            topk_ids[idx] = order
+            topk_scores[idx] = np.take_along_axis(rows, order, axis=1)
+
+    bs = max(1, spec.batch_size)
+    starts = list(range(0, n, bs))
+    if info.takes_paths:
+        for s in starts:
+            t0 = time.perf_counter()
+            offsets = []
+            for i in range(s, min(s + bs, n)):
+                try:
+                    check_readable(paths[i])
+                    offsets.append(i)
+                except ImageError as exc:
+                    errors[i] = exc.row_text()
+            t1 = time.perf_counter()
+            decode_s += t1 - t0
+            if offsets:
+                items = [os.fsencode(paths[i]) for i in offsets]
+                out, kept = _infer_isolating(predictor, items, offsets, errors, "DecodeError")
+                store(out, kept)
+            infer_s += time.perf_counter() - t1
+    else:
+        geometry = Geometry(info.height, info.width, info.channels)
+        ahead = max(1, spec.decode_threads)
+        pending: deque = deque()
+        next_batch = 0
+
+        def submit() -> None:
+            nonlocal next_batch
+            s = starts[next_batch]
+            pending.append((s, predictor.decoder.submit(_decode_batch, paths[s:s + bs], spec, geometry)))
+            next_batch += 1
+
+        while next_batch < len(starts) and len(pending) < ahead:
+            submit()
+        while pending:
+            s, fut = pending.popleft()
+            t0 = time.perf_counter()
+            batch, good, errs = fut.result()
+            decode_s += time.perf_counter() - t0  # time spent waiting for decode
+            if next_batch < len(starts):
+                submit()
+            for off, text in errs.items():
+                errors[s + off] = text
+            if batch is None:
+                continue
+            t1 = time.perf_counter()
+            x = normalize(batch, spec.preprocess, predictor.input_dtype)
+            offsets = [s + g for g in good]
+            out, kept = _infer_isolating(predictor, x, offsets, errors, "InferenceError")
+            store(out, kept)
+            infer_s += time.perf_counter() - t1
+
+    timing = TaskTiming(host=socket.gethostname(), pid=os.getpid(), started=started, finished=time.time(),
+                        load_s=predictor.load_s if loaded_now else 0.0, decode_s=decode_s,
+                        infer_s=infer_s, model_id=predictor.model_id)
+    return ChunkResult(class_ids=ids, scores=scores, topk_ids=topk_ids, topk_scores=topk_scores,
+                       errors=errors, timing=timing)
