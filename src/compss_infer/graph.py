@@ -116,12 +116,9 @@ def find_input(graph: Any, spec: ModelSpec) -> Any:
     fed = {tensor_name(k) for k, _ in spec.feeds}
     cands = [op.outputs[0] for op in graph.get_operations()
              if op.type == "Placeholder" and op.outputs[0].name not in fed]
-    if len(cands) == 1:
-        return cands[0]
     if not cands:
         raise ModelError("the graph has no Placeholder to feed images to: set model.input")
-    raise ModelError("cannot tell the input: set model.input to one of "
-                     + ", ".join(_describe(t) for t in cands))
+    return _pick(cands, [t for t in cands if _image_like(t)], "input")
 
 
 def find_output(graph: Any, spec: ModelSpec) -> Any:
@@ -131,15 +128,33 @@ def find_output(graph: Any, spec: ModelSpec) -> Any:
     for op in graph.get_operations():
         consumed.update(t.op.name for t in op.inputs)
         consumed.update(c.name for c in op.control_inputs)
+    # TF1 control flow leaves dangling pivot Identities fed by Switch: never an answer.
     cands = [op.outputs[0] for op in graph.get_operations()
              if op.name not in consumed and op.type not in _NOT_OUTPUTS and op.outputs
+             and not any(t.op.type in ("Switch", "RefSwitch") for t in op.inputs)
              and (op.outputs[0].dtype.is_floating or op.outputs[0].dtype.is_integer)]
-    if len(cands) == 1:
-        return cands[0]
     if not cands:
         raise ModelError("cannot find an output tensor: set model.output")
-    raise ModelError("cannot tell the output: set model.output to one of "
-                     + ", ".join(_describe(t) for t in cands))
+    # Loop counters and other scalars dangle too; an answer has a batch or class axis.
+    return _pick(cands, [t for t in cands if t.shape.rank is None or t.shape.rank >= 1], "output")
+
+
+def _image_like(t: Any) -> bool:
+    """Could this placeholder take images: a path string (scalar or vector) or a 2-4-D number tensor."""
+    rank = t.shape.rank
+    if t.dtype.name == "string":
+        return rank in (0, 1)
+    return rank is None or 2 <= rank <= 4
+
+
+def _pick(cands: list[Any], preferred: list[Any], what: str) -> Any:
+    """The single plausible tensor, else a ModelError listing the candidates."""
+    if len(preferred) == 1:
+        return preferred[0]
+    if len(cands) == 1:
+        return cands[0]
+    shown = preferred or cands
+    raise ModelError(f"cannot tell the {what}: set model.{what} to one of " + ", ".join(_describe(t) for t in shown))
 
 
 def check_feeds(graph: Any, spec: ModelSpec, input_tensor: Any) -> dict[Any, Any]:

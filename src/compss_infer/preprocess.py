@@ -93,6 +93,20 @@ def check_readable(path: str) -> None:
     open_regular(path).close()
 
 
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format a file's first bytes claim, if any (to tell corrupt from foreign files)."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
 def _to_mode(im: Image.Image, mode: str) -> Image.Image:
     """Convert any Pillow mode to L or RGB, scaling 16-bit data and flattening transparency on black."""
     target = "L" if mode == "L" else "RGB"
@@ -130,6 +144,10 @@ def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
             try:
                 im = Image.open(fh, formats=ALLOWED_FORMATS)
             except Image.UnidentifiedImageError:
+                fh.seek(0)
+                looks_like = sniff(fh.read(16))
+                if looks_like:
+                    raise ImageError("DecodeError", f"{looks_like} data is corrupt or truncated") from None
                 raise ImageError("UnsupportedFormat",
                                  f"not a recognised image (allowed: {' '.join(ALLOWED_FORMATS)})") from None
             w, h = im.size

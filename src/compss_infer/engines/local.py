@@ -253,10 +253,11 @@ class LocalEngine:
     def _startup_failed(self, text: str, error: BaseException | None = None) -> None:
         """Count consecutive start-up failures; give up when they repeat (or are certain to)."""
         self._startup_failures += 1
-        log.warning("a worker failed to start: %s", text)
-        if error is not None:
+        if error is not None:  # the same for every worker: preflight raises it, once
             self._init_error = error
-        elif self._startup_failures >= self.max_startup_failures:
+            return
+        log.warning("a worker failed to start: %s", text)
+        if self._startup_failures >= self.max_startup_failures:
             abort = RunAborted(f"worker processes keep failing to start ({self._startup_failures} in a row): {text}")
             if not self._init_done:
                 self._init_error = abort

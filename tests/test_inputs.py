@@ -1,0 +1,71 @@
+import os
+
+import pytest
+
+from compss_infer.errors import InputError
+from compss_infer.inputs import discover, iter_chunks, make_plan, subtract
+
+
+def touch(root, rel):
+    p = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    open(p, "wb").close()
+
+
+def test_discovery_is_recursive_sorted_by_posix_path_and_case_insensitive(tmp_path):
+    names = ["b.PNG", "a/x.jpg", "a-b.jpeg", "a/c/d.TIFF", "z.webp", "notes.txt", "a/y.Gif", "c.bmp", "d.tif"]
+    for n in names:
+        touch(tmp_path, n)
+    got = list(discover(str(tmp_path)))
+    assert got == sorted(n for n in names if not n.endswith(".txt"))
+    assert got[0] == "a-b.jpeg"  # '-' sorts before '/', like a sorted list of full paths
+
+
+def test_list_file_keeps_order_resolves_relative_and_skips_blank(tmp_path):
+    (tmp_path / "lists").mkdir()
+    lst = tmp_path / "lists" / "l.txt"
+    lst.write_text("z.png\n\n/abs/a.png\r\nsub dir/ü é.jpg\n   \n")
+    plan = make_plan(None, str(lst), str(tmp_path / "plan.jsonl"))
+    assert list(plan.listed()) == ["z.png", "/abs/a.png", "sub dir/ü é.jpg"]
+    assert plan.absolute("z.png") == str(tmp_path / "lists" / "z.png")
+    assert plan.absolute("/abs/a.png") == "/abs/a.png"
+
+
+def test_plan_digest_tracks_content(tmp_path):
+    for n in ("a.png", "b.png"):
+        touch(tmp_path / "i", n)
+    p1 = make_plan(str(tmp_path / "i"), None, str(tmp_path / "p1"))
+    touch(tmp_path / "i", "c.png")
+    p2 = make_plan(str(tmp_path / "i"), None, str(tmp_path / "p2"))
+    assert p1.count == 2 and p2.count == 3 and p1.digest != p2.digest
+
+
+def test_refusals(tmp_path):
+    with pytest.raises(InputError, match="not a directory"):
+        make_plan(str(tmp_path / "missing"), None, str(tmp_path / "p"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images found"):
+        make_plan(str(tmp_path / "empty"), None, str(tmp_path / "p"))
+    with pytest.raises(InputError, match="exactly one"):
+        make_plan(None, None, str(tmp_path / "p"))
+    with pytest.raises(InputError, match="cannot read"):
+        make_plan(None, str(tmp_path / "nolist.txt"), str(tmp_path / "p"))
+
+
+def test_subtract_ranges():
+    assert subtract(0, 10, []) == [(0, 10)]
+    assert subtract(0, 10, [(0, 10)]) == []
+    assert subtract(0, 10, [(2, 4), (6, 7)]) == [(0, 2), (4, 6), (7, 10)]
+    assert subtract(5, 10, [(0, 6), (9, 20)]) == [(6, 9)]
+
+
+def test_chunks_cover_the_plan_in_order_and_skip_covered(tmp_path):
+    for i in range(10):
+        touch(tmp_path / "i", f"{i}.png")
+    plan = make_plan(str(tmp_path / "i"), None, str(tmp_path / "p"))
+    chunks = list(iter_chunks(plan, 4))
+    assert [(c.start, len(c.paths)) for c in chunks] == [(0, 4), (4, 4), (8, 2)]
+    assert all(os.path.isabs(p) for c in chunks for p in c.paths)
+    rest = list(iter_chunks(plan, 4, covered=[(0, 2), (4, 8)]))
+    assert [(c.start, len(c.paths)) for c in rest] == [(2, 2), (8, 2)]
+    assert rest[0].paths[0].endswith("2.png")
