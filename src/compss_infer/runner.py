@@ -170,16 +170,20 @@ def run(cfg: RunConfig) -> RunSummary:
     engine = make_engine(r.engine, **_engine_options(cfg, workers))
     fresh = not r.resume
     try:
-        engine.start(warm_up, spec)
-        if fresh:
+        if fresh:  # workers load the model while the master lists the images
+            engine.start(warm_up, spec)
             journal.create()
             plan = make_plan(r.images, r.image_list, journal.plan_path)
-            header: dict[str, Any] = {}
-        else:
+            fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
+        else:  # refuse a changed run before starting anything
             header = journal.reopen()
             plan = _check_resumable(journal, header, r)
+            fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
+            if header.get("fingerprint") != fp:
+                raise InputError(f"--resume refused: the model, its labels, the result-shaping config or the "
+                                 f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
+            engine.start(warm_up, spec)
         info: ModelInfo = engine.preflight()
-        fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
         batch = r.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch,
                                            info.takes_paths)
         if fresh:
@@ -188,9 +192,6 @@ def run(cfg: RunConfig) -> RunSummary:
                                   "plan_digest": plan.digest, "images": plan.count, "format": fmt,
                                   "created": started_at.isoformat()})
         else:
-            if header.get("fingerprint") != fp:
-                raise InputError(f"--resume refused: the model, its labels, the result-shaping config or the "
-                                 f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
             chunk = int(header["chunk_size"])
         spec = replace(spec, batch_size=batch)
         covered = journal.covered()
