@@ -150,3 +150,15 @@ def test_help_does_not_import_tensorflow():
             "import compss_infer.runner, compss_infer.engines.local\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_non_utf8_file_names_are_written_back_byte_for_byte(setup, tmp_path):
+    model, _, _, _ = setup
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    name = b"caf\xe9 \xff.png"  # latin-1 bytes: not valid UTF-8
+    tm.quadrant_image(2).save(os.path.join(os.fsencode(str(folder)), name))
+    out = str(tmp_path / "raw.csv")
+    assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L") == 0
+    data = open(out, "rb").read().splitlines()
+    assert data[1].startswith(name + b",2,")

@@ -84,12 +84,16 @@ def test_master_sigkill_at_random_points_then_resume(workload, tmp_path):
     assert not [p for p in psutil.process_iter(["cmdline"]) if out in " ".join(p.info["cmdline"] or [])]
 
 
-def test_ctrl_c_exits_130_and_resume_finishes(workload, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_exits_130_and_resume_finishes(workload, tmp_path, how):
     model, images, ref = workload
     out = str(tmp_path / "out.csv")
     proc = start(model, images, out, workers=2)
     wait_for_lines(proc, out, 5)
-    os.killpg(proc.pid, signal.SIGINT)  # the whole process group, as a terminal's Ctrl-C does
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # the whole process group, as a terminal's Ctrl-C does
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # what SLURM sends the job at its time limit
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert b"--resume" in stderr and not os.path.exists(out)

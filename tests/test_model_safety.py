@@ -125,3 +125,12 @@ def test_allow_list_names_real_ops():
                  "MergeV2Checkpoints", "PrintV2", "ReadFile", "MatchingFiles", "ImmutableConst",
                  "FileSystemSetConfiguration", "RestoreV2", "TFRecordDataset", "DebugIdentityV3"}
     assert not dangerous & ALLOWED_OPS
+
+
+def test_unknown_op_type_is_refused(tmp_path, capsys):
+    gd = tm.quadrant_graph()
+    node = next(n for n in gd.node if n.name == "probs")
+    node.op = "NotARealOp"
+    assert run_model(tmp_path, gd) == 2
+    err = capsys.readouterr().err
+    assert "NotARealOp" in err and err.count("\n") == 1
