@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +17,9 @@ from PIL import Image, ImageOps
 from .config import PreprocessSpec
 
 Image.init()  # register every plugin now, so the allow-list below can name them
+# Our own check (preprocess.max_pixels, default Pillow's limit) replaces Pillow's, so that a user
+# may raise the limit for huge scans; Pillow's check would refuse anything over twice its default.
+Image.MAX_IMAGE_PIXELS = None
 ALLOWED_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP") if f in Image.OPEN)
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -139,38 +141,20 @@ def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
     """Decode, orient, convert, crop and resize one image: returns (H, W, C) uint8."""
     fh = open_regular(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                im = Image.open(fh, formats=ALLOWED_FORMATS)
-            except Image.UnidentifiedImageError:
-                fh.seek(0)
-                looks_like = sniff(fh.read(16))
-                if looks_like:
-                    raise ImageError("DecodeError", f"{looks_like} data is corrupt or truncated") from None
-                raise ImageError("UnsupportedFormat",
-                                 f"not a recognised image (allowed: {' '.join(ALLOWED_FORMATS)})") from None
-            w, h = im.size
-            if w <= 0 or h <= 0:
-                raise ImageError("DecodeError", f"invalid dimensions {w}x{h}")
-            if w * h > spec.max_pixels:
-                raise ImageError("DecompressionBomb",
-                                 f"{w}x{h} = {w * h} pixels exceeds preprocess.max_pixels={spec.max_pixels}")
-            if getattr(im, "is_animated", False):
-                im.seek(0)
-            im.load()
-            if spec.exif_transpose:
-                im = ImageOps.exif_transpose(im)
-            im = _to_mode(im, spec.mode)
-            im = _central_crop(im, spec.crop)
-            if im.size != (geometry.width, geometry.height):
-                im = im.resize((geometry.width, geometry.height), _RESAMPLE[spec.resize])
-            arr = np.asarray(im, dtype=np.uint8)
+        im = _open_image(fh, spec.max_pixels)
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        im.load()
+        if spec.exif_transpose and (im.format == "TIFF" or "exif" in im.info):
+            im = ImageOps.exif_transpose(im)  # only when there is an EXIF block: it costs per image
+        im = _to_mode(im, spec.mode)
+        im = _central_crop(im, spec.crop)
+        if im.size != (geometry.width, geometry.height):
+            im = im.resize((geometry.width, geometry.height), _RESAMPLE[spec.resize])
+        arr = np.asarray(im, dtype=np.uint8)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError("DecompressionBomb", str(exc)) from None
-    except Image.DecompressionBombWarning as exc:
         raise ImageError("DecompressionBomb", str(exc)) from None
     except MemoryError:
         raise ImageError("DecodeError", "out of memory while decoding") from None
@@ -185,6 +169,25 @@ def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
     if arr.shape[2] != geometry.channels:
         raise ImageError("DecodeError", f"got {arr.shape[2]} channels, the model wants {geometry.channels}")
     return arr
+
+
+def _open_image(fh, max_pixels: int) -> Image.Image:
+    """Identify the file among the allowed formats and check its size from the header alone."""
+    try:
+        im = Image.open(fh, formats=ALLOWED_FORMATS)
+    except Image.UnidentifiedImageError:
+        fh.seek(0)
+        looks_like = sniff(fh.read(16))
+        if looks_like:
+            raise ImageError("DecodeError", f"{looks_like} data is corrupt or truncated") from None
+        raise ImageError("UnsupportedFormat",
+                         f"not a recognised image (allowed: {' '.join(ALLOWED_FORMATS)})") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageError("DecodeError", f"invalid dimensions {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError("DecompressionBomb", f"{w}x{h} = {w * h} pixels exceeds preprocess.max_pixels={max_pixels}")
+    return im
 
 
 def normalize(batch_u8: np.ndarray, spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
