@@ -69,8 +69,14 @@ def print_summary(summary: Any, stream: Any = None) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from ..config import build_config
+    flags = flags_from_args(args)
+    if getattr(args, "quiet", False):
+        flags.setdefault("run", {})["progress"] = False
+    cfg = build_config(args.config, flags, args.sets)
+    if cfg.run.engine == "local" and not cfg.run.resume:
+        from ..engines.local import prestart
+        prestart(cfg.run.start_method)  # TensorFlow loads in the forkserver while we import the rest
     from ..runner import run
-    cfg = build_config(args.config, flags_from_args(args), args.sets)
     summary = run(cfg)
     print_summary(summary)
     return summary.exit_code

@@ -84,6 +84,22 @@ def _exit_text(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+PRELOAD = ["compss_infer._preload"]
+
+
+def prestart(start_method: str) -> None:
+    """Start the forkserver (which imports TensorFlow) now, before the master's own imports.
+
+    Non-blocking: the server preloads in the background and workers fork from it when asked.
+    """
+    if start_method != "forkserver":
+        return
+    import multiprocessing
+    from multiprocessing import forkserver
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    forkserver.ensure_running()
+
+
 class LocalEngine:
     """N worker processes, one task each at a time, replaced when they die or hang."""
 
@@ -97,7 +113,7 @@ class LocalEngine:
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["compss_infer._preload"])
+            self._ctx.set_forkserver_preload(PRELOAD)
         self._pool: list[_Worker] = []
         self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
         self._init: tuple[Callable[[Any], Any], Any] | None = None

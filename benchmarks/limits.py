@@ -1,0 +1,126 @@
+"""The ceilings: model-only throughput on in-memory tensors, and decode+resize-only throughput.
+
+model: for each batch size, both ways of using all cores, best taken: one process with
+  intra-op threads = cores, and `cores` single-threaded processes running at once.
+decode: all images decoded and resized by `cores` processes: plain Pillow (open, convert, resize,
+  to array: the unavoidable work) and compss-infer's own decoder (with its safety checks).
+
+`python -m benchmarks.limits model|decode ...` prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+
+
+def _session(model: str, intra: int, device: str):
+    from compss_infer.session import import_tf
+    tf = import_tf()
+    gd = tf.compat.v1.GraphDef()
+    with open(model, "rb") as fh:
+        gd.ParseFromString(fh.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.import_graph_def(gd, name="")
+    cfg = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra, inter_op_parallelism_threads=1)
+    if device == "cpu":
+        cfg.device_count["GPU"] = 0
+    else:
+        cfg.gpu_options.allow_growth = True
+    return tf.compat.v1.Session(graph=g, config=cfg)
+
+
+def _model_worker(model, shape, intra, batches, seconds, device, barrier, queue):
+    import numpy as np
+    sess = _session(model, intra, device)
+    rng = np.random.default_rng(0)
+    results = {}
+    for b in batches:
+        x = rng.random((b, *shape), dtype=np.float32)
+        sess.run("probs:0", {"images:0": x})  # warm-up for this shape
+        barrier.wait()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sess.run("probs:0", {"images:0": x})
+            n += b
+        results[b] = n / (time.perf_counter() - t0)
+        barrier.wait()
+    queue.put(results)
+
+
+def model_limit(model: str, shape: tuple[int, ...], batches: list[int], cores: int, seconds: float,
+                device: str = "cpu") -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    layouts = {"1 process x %d threads" % cores: (1, cores), "%d processes x 1 thread" % cores: (cores, 1)}
+    if device == "gpu":
+        layouts = {"1 process (GPU)": (1, cores)}
+    table = {}
+    for name, (procs, intra) in layouts.items():
+        barrier, queue = ctx.Barrier(procs), ctx.Queue()
+        ps = [ctx.Process(target=_model_worker, args=(model, shape, intra, batches, seconds, device, barrier, queue))
+              for _ in range(procs)]
+        for p in ps:
+            p.start()
+        per = [queue.get() for _ in ps]
+        for p in ps:
+            p.join()
+        table[name] = {b: round(sum(r[b] for r in per), 1) for b in batches}
+    best = max(((v, name, b) for name, row in table.items() for b, v in row.items()))
+    return {"images_per_s": best[0], "layout": best[1], "batch": best[2], "table": table}
+
+
+def _decode_share(args):
+    paths, size, mode, ours = args
+    import numpy as np
+    from PIL import Image
+    if ours:
+        from compss_infer.config import PreprocessSpec
+        from compss_infer.preprocess import Geometry, decode
+        spec, geo = PreprocessSpec(mode=mode), Geometry(size, size, 1 if mode == "L" else 3)
+        for p in paths:
+            decode(p, spec, geo)
+    else:
+        for p in paths:
+            np.asarray(Image.open(p).convert(mode).resize((size, size)), np.uint8)
+    return len(paths)
+
+
+def decode_limit(images: str, size: int, mode: str, cores: int) -> dict:
+    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(images) for f in fs)
+    ctx = multiprocessing.get_context("spawn")
+    out = {}
+    with ctx.Pool(cores) as pool:
+        pool.map(_decode_share, [(paths[:cores * 20], size, mode, True)] * cores)  # warm imports + caches
+        for label, ours in (("pillow", False), ("compss_infer", True)):
+            shares = [(paths[i::cores], size, mode, ours) for i in range(cores)]
+            t0 = time.perf_counter()
+            n = sum(pool.map(_decode_share, shares))
+            out[label] = round(n / (time.perf_counter() - t0), 1)
+    return {"images_per_s": out["pillow"], "pillow": out["pillow"], "compss_infer": out["compss_infer"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["model", "decode"])
+    ap.add_argument("--model")
+    ap.add_argument("--images")
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--mode", default="RGB")
+    ap.add_argument("--batches", default="1,8,32,128,256")
+    ap.add_argument("--cores", type=int, default=os.cpu_count())
+    ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    if a.kind == "model":
+        shape = (a.size, a.size, 1 if a.mode == "L" else 3)
+        res = model_limit(a.model, shape, [int(b) for b in a.batches.split(",")], a.cores, a.seconds, a.device)
+    else:
+        res = decode_limit(a.images, a.size, a.mode, a.cores)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
