@@ -49,6 +49,11 @@ def test_one_master_per_journal(tmp_path):
     first = Journal(str(tmp_path / "o.csv"))
     first.create()
     first.write_header({})
+    second = Journal(str(tmp_path / "o.csv"))
+    with pytest.raises(InputError, match="another compss-infer run"):
+        second.create()
+    second.remove()  # the loser of the race must not delete the winner's journal
+    assert (tmp_path / "o.csv.journal" / "header.json").exists()
     with pytest.raises(InputError, match="another compss-infer run"):
         Journal(str(tmp_path / "o.csv")).reopen()
     first.remove()

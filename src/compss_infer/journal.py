@@ -98,6 +98,7 @@ class Journal:
         self._fh: Any = None
         self._last_sync = 0.0
         self.header: dict[str, Any] = {}
+        self.owned = False  # holds the lock: only then may it delete the journal
 
     # ------------------------------------------------------------------ ownership
     def exists(self) -> bool:
@@ -112,6 +113,7 @@ class Journal:
             self._lock_fh.close()
             self._lock_fh = None
             raise InputError(f"another compss-infer run is using {self.dir}") from None
+        self.owned = True
 
     def create(self) -> None:
         """Start a fresh journal (removing a stale one the caller decided to discard)."""
@@ -227,5 +229,9 @@ class Journal:
             self._lock_fh = None
 
     def remove(self) -> None:
+        """Delete the journal, but only one this master owns (never another run's)."""
+        owned = self.owned
         self.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.owned = False
+        if owned:
+            shutil.rmtree(self.dir, ignore_errors=True)
