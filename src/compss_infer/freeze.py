@@ -315,7 +315,8 @@ def freeze_model(src: str, output: str, input_name: str = "images", output_name:
     n = batch or VERIFY_BATCH
     x = random_value(source.input_dtype, shape, n, np.random.default_rng(seed))
     try:
-        want = np.asarray(source.fn(tf.constant(x)))
+        want = source.fn(tf.constant(x))
+        want = want.numpy() if hasattr(want, "numpy") else np.asarray(want)
     except Exception as exc:
         raise ModelError(f"{src} fails on a random batch of shape {list(np.shape(x))}: {_first_line(exc)}") from None
     got = run_graph(gd, {f"{input_name}:0": x}, f"{output_name}:0")

@@ -11,6 +11,10 @@ Steps (``tensorflow.tools.graph_transforms`` is gone in TF 2.x, so these are wha
    pruning, constant folding, arithmetic simplification, dependency (control edge) cleanup.
    Layout and remapping passes are left out: they specialise a graph for one device.
 
+TF's ``remove_training_nodes`` (inside step 1) deletes CheckNumerics nodes *and the data edges out of
+them* (the consumer loses an input and the graph no longer imports), so CheckNumerics is first turned
+into Identity here, which the same function splices out correctly.
+
 The result is run next to the original on a random batch; it is written only if the outputs agree
 within the tolerance.  Worker-side: imports TensorFlow.
 """
@@ -78,12 +82,24 @@ def grappler(gd: Any, outputs: list[str], passes: tuple[str, ...] = GRAPPLER_PAS
     return tf_optimizer.OptimizeGraph(cfg, meta)
 
 
+def splice_check_numerics(gd: Any, protected: list[str]) -> Any:
+    """A copy of ``gd`` with CheckNumerics turned into Identity (see the module note on the TF bug)."""
+    out = type(gd)()
+    out.CopyFrom(gd)
+    for node in out.node:
+        if node.op in ("CheckNumerics", "CheckNumericsV2") and node.name not in protected:
+            node.op = "Identity"
+            del node.attr["message"]
+    return out
+
+
 def optimize_graph(gd: Any, inputs: list[str], input_dtypes: list[int], outputs: list[str]) -> Any:
     """The two-step rewrite (node names in, node names out); raises ModelError on a TF failure."""
     from tensorflow.python.tools import optimize_for_inference_lib
 
     try:
-        folded = optimize_for_inference_lib.optimize_for_inference(gd, inputs, outputs, input_dtypes,
+        folded = optimize_for_inference_lib.optimize_for_inference(splice_check_numerics(gd, outputs),
+                                                                   inputs, outputs, input_dtypes,
                                                                    toco_compatible=False)
         # optimize_for_inference drops the function library; graphs that call functions need it back.
         folded.library.CopyFrom(gd.library)

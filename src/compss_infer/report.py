@@ -28,6 +28,7 @@ from .errors import InputError, MissingDependency
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'compss-infer[report]'"
 MAX_ANNOTATED_CLASSES = 30
+START_UP_SHOWN = 0.5  # draw the start-up to scale when it is at most this share of the run
 
 
 def require_matplotlib() -> None:
@@ -138,6 +139,7 @@ def plot_timeline(tasks: list[TaskRow]) -> bytes:
         if t.load_s > 0:
             ax.barh(y, min(t.load_s, t.finished - t.started), left=t.started, height=0.7, color="none",
                     edgecolor="black", hatch="///", linewidth=0)
+    _show_start_up(ax, tasks)
     ax.set_yticks(range(len(workers)))
     ax.set_yticklabels(workers, fontsize=8 if len(workers) < 30 else 5)
     ax.invert_yaxis()
@@ -148,6 +150,26 @@ def plot_timeline(tasks: list[TaskRow]) -> bytes:
         ax.legend(handles=[Patch(color=color[m], label=f"model {m}") for m in models], fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def _show_start_up(ax: Any, tasks: list[TaskRow]) -> None:
+    """Show the time before the first chunk (worker start-up, model loading, image discovery).
+
+    Time axes start at the run's start with that time shaded, unless it dwarfs the chunks (short
+    runs): then the axis zooms on the chunks and the start-up time is written on the plot.
+    """
+    first = min(t.started for t in tasks)
+    last = max(t.finished for t in tasks)
+    if first <= 0:
+        return
+    if first <= START_UP_SHOWN * last:
+        ax.axvspan(0, first, color="#eeeeee", zorder=0)
+        ax.text(first / 2, 0.5, "start-up", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                color="#777777", fontsize=8)
+        ax.set_xlim(left=0.0)
+    else:
+        ax.text(0.01, 0.97, f"first chunk started {first:.2f} s after the run (start-up)", transform=ax.transAxes,
+                ha="left", va="top", color="#777777", fontsize=8)
 
 
 def throughput_series(tasks: list[TaskRow], bins: int = 50) -> tuple[list[float], list[float]]:
@@ -172,13 +194,19 @@ def throughput_series(tasks: list[TaskRow], bins: int = 50) -> tuple[list[float]
     return [t0 + (b + 0.5) * width for b in range(bins)], rate
 
 
-def plot_throughput(tasks: list[TaskRow], average: float | None) -> bytes:
+def plot_throughput(tasks: list[TaskRow]) -> bytes:
+    """Images/s over time, and the average from the first chunk's start to the last one's end."""
     xs, ys = throughput_series(tasks)
     fig = _figure(10, 3)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(xs, ys, drawstyle="steps-mid", color="#4c78a8", label="images/s")
-    if average:
-        ax.axhline(average, color="#f58518", linestyle="--", label=f"run average {average:,.0f} images/s")
+    if tasks:
+        span = max(t.finished for t in tasks) - min(t.started for t in tasks)
+        if span > 0:
+            average = sum(t.count for t in tasks) / span
+            ax.axhline(average, color="#f58518", linestyle="--",
+                       label=f"average while chunks ran: {average:,.0f} images/s")
+        _show_start_up(ax, tasks)
     ax.set_xlabel("seconds since the run started")
     ax.set_ylabel("images/s")
     ax.set_ylim(bottom=0)
@@ -293,7 +321,8 @@ def render_html(data: RunData, pngs: dict[str, bytes]) -> str:
     parts.extend(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes)
     captions = {"timeline": ("Task timeline", "Each bar is one chunk on one worker process; hatched: time spent "
                              "loading the model; red edge: the chunk had failed images; colours: model fingerprints."),
-                "throughput": ("Throughput", "Images per second over the run (each chunk's images spread over its run time)."),
+                "throughput": ("Throughput", "Images per second over the run (each chunk's images spread over its "
+                               "run time); the wall-clock figure above also counts the start-up."),
                 "confusion": ("Confusion matrix", "Rows are true classes, columns predicted ones.")}
     for name in ("timeline", "throughput"):
         if name in pngs:
@@ -329,7 +358,7 @@ def write_report(results: str) -> ReportFiles:
     pngs: dict[str, bytes] = {}
     if data.tasks:
         pngs["timeline"] = plot_timeline(data.tasks)
-        pngs["throughput"] = plot_throughput(data.tasks, data.summary.get("images_per_s"))
+        pngs["throughput"] = plot_throughput(data.tasks)
     elif not data.notes:
         data.notes.append("no chunk ran in this run (nothing to draw on a timeline)")
     acc = data.summary.get("accuracy")
