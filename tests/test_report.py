@@ -81,3 +81,17 @@ def test_summary_without_truth_or_tasks(tmp_path):
     files = reportmod.write_report(out)
     page = open(files.html).read()
     assert "no task log" in page and "no ground truth given" in page and files.images == {}
+
+
+def test_a_failing_plot_does_not_fail_the_run(tmp_path, quadrant_images, monkeypatch, capsys):
+    folder, _ = quadrant_images(4)
+
+    def broken(results):
+        raise RuntimeError("no fonts today")
+    monkeypatch.setattr(reportmod, "write_report", broken)
+    out = str(tmp_path / "r.csv")
+    assert main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", "--report",
+                 "--model", tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb")), "--images", folder,
+                 "--output", out]) == 0
+    captured = capsys.readouterr()
+    assert os.path.exists(out) and "compss-infer: report" not in captured.out and "no fonts today" in captured.err

@@ -25,8 +25,9 @@ from .session import import_tf
 from .verify import VERIFY_BATCH, Check, compare, random_value, run_graph
 
 KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5")
-# First layers that mean "the model scales raw 0..255 pixels itself".
-SELF_SCALING_LAYERS = ("Rescaling", "Normalization")
+# First layers that mean "the model scales raw 0..255 pixels itself".  (Not Normalization: it is
+# adapted to whatever data training fed it, which may already have been scaled outside the model.)
+SELF_SCALING_LAYERS = ("Rescaling",)
 
 
 def freeze_function(fn: Callable[[Any], Any], input_spec: Any, output_name: str = "probs") -> Any:
@@ -109,15 +110,10 @@ def _one(items: list[str], what: str, src: str) -> None:
 
 def load_source(src: str) -> Source:
     """Load a Keras file (.keras, .h5) or a SavedModel directory; refuse anything else in one line."""
+    check_source(src)
     tf = import_tf()
     if os.path.isdir(src):
-        if not os.path.isfile(os.path.join(src, "saved_model.pb")):
-            raise InputError(f"{src} is a directory without saved_model.pb: not a SavedModel")
         return _load_saved_model(tf, src)
-    if not os.path.isfile(src):
-        raise InputError(f"source model not found: {src}")
-    if not src.lower().endswith(KERAS_EXTENSIONS):
-        raise InputError(f"{src}: expected a Keras file ({', '.join(KERAS_EXTENSIONS)}) or a SavedModel directory")
     try:
         model = tf.keras.models.load_model(src, compile=False)
     except Exception as exc:
@@ -133,6 +129,18 @@ def load_source(src: str) -> Source:
                   fn=lambda x: model(x, training=False), input_shape=list(inputs[0].shape),
                   input_dtype=tf.as_dtype(inputs[0].dtype).name,
                   first_layer=type(layers[0]).__name__ if layers else None)
+
+
+def check_source(src: str) -> None:
+    """The cheap checks, before TensorFlow is imported (seconds) for nothing."""
+    if os.path.isdir(src):
+        if not os.path.isfile(os.path.join(src, "saved_model.pb")):
+            raise InputError(f"{src} is a directory without saved_model.pb: not a SavedModel")
+        return
+    if not os.path.isfile(src):
+        raise InputError(f"source model not found: {src}")
+    if not src.lower().endswith(KERAS_EXTENSIONS):
+        raise InputError(f"{src}: expected a Keras file ({', '.join(KERAS_EXTENSIONS)}) or a SavedModel directory")
 
 
 def _load_saved_model(tf: Any, src: str) -> Source:
@@ -299,6 +307,7 @@ def freeze_model(src: str, output: str, input_name: str = "images", output_name:
     if input_name == output_name:
         raise InputError("--input-name and --output-name must differ")
     card_path = check_destination(output, overwrite)
+    check_source(src)
     tf = import_tf()
     source = load_source(src)
     shape = list(source.input_shape)

@@ -213,9 +213,6 @@ def run(cfg: RunConfig) -> RunSummary:
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
                             batch=batch, chunk=chunk, engine=engine)
         journal.remove()
-        if r.report:
-            summary.report = _write_report(output)
-        return summary
     except Interrupted as exc:
         engine.close(abort=True)
         journal.close()
@@ -235,6 +232,9 @@ def run(cfg: RunConfig) -> RunSummary:
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+    if r.report:  # after the run is complete: a Ctrl-C while plotting loses only the plot
+        summary.report = _write_report(output)
+    return summary
 
 
 def _write_report(output: str) -> str | None:

@@ -66,7 +66,7 @@ def print_summary(summary: Any, stream: Any = None) -> None:
     if summary.accuracy is not None:
         line += f"; accuracy {summary.accuracy:.4f}"
     print(line, file=stream)
-    if getattr(summary, "report", None):
+    if summary.report:
         print(f"compss-infer: report {summary.report}", file=stream)
 
 
