@@ -39,3 +39,9 @@ class RunAborted(CompssInferError):
 
     kind = "RunAborted"
     exit_code = 3
+
+
+class MissingDependency(CompssInferError):
+    """An optional extra the command needs is not installed (the message says how to install it)."""
+
+    kind = "MissingDependency"

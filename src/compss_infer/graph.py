@@ -110,20 +110,15 @@ def _get_tensor(graph: Any, name: str, what: str) -> Any:
         raise ModelError(f"{what}: no tensor {tensor_name(name)!r} in the graph ({str(exc).splitlines()[0]})") from None
 
 
-def find_input(graph: Any, spec: ModelSpec) -> Any:
-    if spec.input:
-        return _get_tensor(graph, spec.input, "model.input")
-    fed = {tensor_name(k) for k, _ in spec.feeds}
+def input_candidates(graph: Any, fed: frozenset[str] = frozenset()) -> tuple[list[Any], list[Any]]:
+    """(every Placeholder not in ``fed``, those of them that could take images)."""
     cands = [op.outputs[0] for op in graph.get_operations()
              if op.type == "Placeholder" and op.outputs[0].name not in fed]
-    if not cands:
-        raise ModelError("the graph has no Placeholder to feed images to: set model.input")
-    return _pick(cands, [t for t in cands if _image_like(t)], "input")
+    return cands, [t for t in cands if _image_like(t)]
 
 
-def find_output(graph: Any, spec: ModelSpec) -> Any:
-    if spec.output:
-        return _get_tensor(graph, spec.output, "model.output")
+def output_candidates(graph: Any) -> tuple[list[Any], list[Any]]:
+    """(dangling number tensors, those of them with a batch or class axis): what could be the answer."""
     consumed: set[str] = set()
     for op in graph.get_operations():
         consumed.update(t.op.name for t in op.inputs)
@@ -133,10 +128,46 @@ def find_output(graph: Any, spec: ModelSpec) -> Any:
              if op.name not in consumed and op.type not in _NOT_OUTPUTS and op.outputs
              and not any(t.op.type in ("Switch", "RefSwitch") for t in op.inputs)
              and (op.outputs[0].dtype.is_floating or op.outputs[0].dtype.is_integer)]
+    # Loop counters and other scalars dangle too; an answer has a batch or class axis.
+    return cands, [t for t in cands if t.shape.rank is None or t.shape.rank >= 1]
+
+
+def find_input(graph: Any, spec: ModelSpec) -> Any:
+    if spec.input:
+        return _get_tensor(graph, spec.input, "model.input")
+    cands, preferred = input_candidates(graph, frozenset(tensor_name(k) for k, _ in spec.feeds))
+    if not cands:
+        raise ModelError("the graph has no Placeholder to feed images to: set model.input")
+    return _pick(cands, preferred, "input")
+
+
+def find_output(graph: Any, spec: ModelSpec) -> Any:
+    if spec.output:
+        return _get_tensor(graph, spec.output, "model.output")
+    cands, preferred = output_candidates(graph)
     if not cands:
         raise ModelError("cannot find an output tensor: set model.output")
-    # Loop counters and other scalars dangle too; an answer has a batch or class axis.
-    return _pick(cands, [t for t in cands if t.shape.rank is None or t.shape.rank >= 1], "output")
+    return _pick(cands, preferred, "output")
+
+
+def input_layout(dtype: str, shape: tuple[int | None, ...] | None) -> tuple[str | None, int | None]:
+    """(kind, fixed batch) of an input tensor, by the rules ``analyze`` applies; (None, None) if unusable.
+
+    Kinds: path (scalar string), path_batch (string vector), image [N,H,W,C], unbatched [H,W,C],
+    flat [N,H*W*C].  A fixed batch of None means any batch size is accepted.
+    """
+    if shape is None:
+        return None, None
+    rank = len(shape)
+    if dtype == "string":
+        kind = {0: "path", 1: "path_batch"}.get(rank)
+        batch = 1 if rank == 0 else (shape[0] if rank == 1 else None)
+    else:
+        kind = {4: "image", 3: "unbatched", 2: "flat"}.get(rank)
+        batch = 1 if rank == 3 else (shape[0] if kind else None)
+    if batch is not None and batch <= 0:
+        batch = None
+    return kind, batch
 
 
 def _image_like(t: Any) -> bool:
@@ -187,16 +218,10 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
     y = find_output(graph, spec)
     in_shape = _shape(x)
     in_dtype = x.dtype
-    fixed_batch = None
+    kind, fixed_batch = input_layout(in_dtype.name, in_shape)
     height = width = channels = None
     if in_dtype.name == "string":
-        if in_shape == ():
-            kind = "path"
-            fixed_batch = 1
-        elif in_shape is not None and len(in_shape) == 1:
-            kind = "path_batch"
-            fixed_batch = in_shape[0]
-        else:
+        if kind is None:
             raise ModelError(f"string input {_describe(x)}: an image-path input must be a scalar or a vector")
     else:
         if not (in_dtype.is_floating or in_dtype.name == "uint8"):
@@ -204,9 +229,7 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
         if in_shape is None:
             raise ModelError(f"input {_describe(x)} has unknown rank: expected [batch, height, width, channels]")
         want_c = _MODE_CHANNELS[pre.mode]
-        if len(in_shape) in (3, 4):
-            kind = "image" if len(in_shape) == 4 else "unbatched"
-            fixed_batch = in_shape[0] if kind == "image" else 1
+        if kind in ("image", "unbatched"):
             gh, gw, gc = in_shape[-3:]
             if gc is not None and gc != want_c:
                 raise ModelError(f"input {_describe(x)} wants {gc} channels but preprocess.mode={pre.mode} gives {want_c}")
@@ -217,9 +240,7 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
             if height is None or width is None:
                 raise ConfigError(f"preprocess.size is needed: input {_describe(x)} has no fixed height/width")
             channels = want_c
-        elif len(in_shape) == 2:
-            kind = "flat"
-            fixed_batch = in_shape[0]
+        elif kind == "flat":
             if pre.size is None:
                 raise ConfigError(f"preprocess.size is needed: input {_describe(x)} is a flat vector")
             height, width = pre.size
@@ -233,8 +254,6 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
             raise ConfigError("preprocess.mean/std have 3 values but preprocess.mode=L has one channel")
         if in_dtype.name == "uint8" and (any(pre.mean) or any(s != 1 for s in pre.std)):
             raise ConfigError(f"input {_describe(x)} takes raw uint8 pixels: remove preprocess.mean/std")
-    if fixed_batch is not None and fixed_batch <= 0:
-        fixed_batch = None
 
     out_dtype = y.dtype
     out_shape = _shape(y)

@@ -56,6 +56,7 @@ class RunSummary:
     exit_code: int
     accuracy: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    report: str | None = None  # the HTML report, when run.report asked for one
 
 
 def sha256_file(path: str) -> str:
@@ -109,6 +110,9 @@ def _preflight_checks(cfg: RunConfig) -> tuple[str, str]:
         raise ConfigError(f"run.truth: file not found: {r.truth}")
     if r.engine == "sequential" and r.task_timeout:
         log.warning("run.task_timeout is not enforced by the sequential engine")
+    if r.report:
+        from .report import require_matplotlib
+        require_matplotlib()  # refuse before the work, not after it
     return r.output, format_for(r.output, r.format)
 
 
@@ -210,7 +214,6 @@ def run(cfg: RunConfig) -> RunSummary:
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
                             batch=batch, chunk=chunk, engine=engine)
         journal.remove()
-        return summary
     except Interrupted as exc:
         engine.close(abort=True)
         journal.close()
@@ -230,6 +233,19 @@ def run(cfg: RunConfig) -> RunSummary:
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+    if r.report:  # after the run is complete: a Ctrl-C while plotting loses only the plot
+        summary.report = _write_report(output)
+    return summary
+
+
+def _write_report(output: str) -> str | None:
+    """The run's HTML report; a plotting failure is logged, never turned into a failed run."""
+    from .report import write_report
+    try:
+        return write_report(output).html
+    except Exception as exc:  # the results are already safe: do not lose the exit code over a plot
+        log.warning("the report could not be written: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:

@@ -29,6 +29,7 @@ RUN_SWITCHES: tuple[tuple[str, str, str, bool, str], ...] = (
     ("--no-progress", "run", "progress", False, "no progress bar or progress lines"),
     ("--truth-from-folders", "run", "truth_from_folders", True, "ground truth from <class>/ folder names"),
     ("--allow-unsafe-ops", "model", "allow_unsafe_ops", True, "run graphs with file, Python or network ops"),
+    ("--report", "run", "report", True, "also write an HTML report (timeline, throughput, confusion) beside the results"),
 )
 
 
@@ -65,6 +66,8 @@ def print_summary(summary: Any, stream: Any = None) -> None:
     if summary.accuracy is not None:
         line += f"; accuracy {summary.accuracy:.4f}"
     print(line, file=stream)
+    if summary.report:
+        print(f"compss-infer: report {summary.report}", file=stream)
 
 
 def handle(args: argparse.Namespace) -> int:

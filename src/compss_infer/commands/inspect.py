@@ -1,0 +1,26 @@
+"""``compss-infer inspect MODEL [--json]``: inputs, candidate outputs, op histogram, size, batch
+dimension and the safety audit's verdict of a frozen graph (.pb or .pbtxt)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from ..errors import ModelError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="describe a frozen graph (tensors, ops, safety)", description=__doc__)
+    p.add_argument("model", metavar="MODEL", help="frozen GraphDef (.pb or .pbtxt)")
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.model):
+        raise ModelError(f"model file not found: {args.model}")
+    from ..inspect import format_text, inspect_model
+    info = inspect_model(args.model)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_text(info))
+    return 0
