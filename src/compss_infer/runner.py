@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -175,9 +176,12 @@ def run(cfg: RunConfig) -> RunSummary:
     fresh = not r.resume
     try:
         if fresh:  # workers load the model while the master lists the images
-            engine.start(warm_up, spec)
             journal.create()
-            plan = make_plan(r.images, r.image_list, journal.plan_path)
+            with ThreadPoolExecutor(1, thread_name_prefix="compss-infer-plan") as planner:
+                planning = planner.submit(make_plan, r.images, r.image_list, journal.plan_path)
+                engine.start(warm_up, spec)  # may wait for the forkserver to finish importing TensorFlow
+                plan = planning.result()
+            log.debug("planned %d images at %.2fs", plan.count, time.monotonic() - t0)
             fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
         else:  # refuse a changed run before starting anything
             header = journal.reopen()
@@ -188,6 +192,7 @@ def run(cfg: RunConfig) -> RunSummary:
                                  f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
             engine.start(warm_up, spec)
         info: ModelInfo = engine.preflight()
+        log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
         batch = r.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch,
                                            info.takes_paths)
         if fresh:
@@ -209,11 +214,13 @@ def run(cfg: RunConfig) -> RunSummary:
             stats = scheduler.run(iter_chunks(plan, chunk, covered))
         finally:
             progress.close()
+        log.debug("all chunks done at %.2fs", time.monotonic() - t0)
         engine.close()
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
                             batch=batch, chunk=chunk, engine=engine)
         journal.remove()
+        log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
         engine.close(abort=True)
         journal.close()
