@@ -15,7 +15,7 @@ from . import __version__
 from .errors import CompssInferError
 
 # Each module in compss_infer.commands registers one subcommand.
-COMMANDS = ("run", "demo")
+COMMANDS = ("run", "demo", "submit")
 
 
 def build_parser() -> argparse.ArgumentParser:
