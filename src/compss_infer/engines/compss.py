@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..contracts import ChunkResult, ModelInfo, WorkerSpec
 from ..errors import ConfigError, RunAborted
 from ..launch import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
-from .base import Outcome, failure_text, portable_error
+from .base import Outcome, portable_error
 
 log = logging.getLogger("compss_infer")
 TASKS_MODULE = "compss_infer.engines.compss_tasks"
@@ -52,7 +52,6 @@ class CompssEngine:
         self.device = device
         self.replaced = 0  # executors are COMPSs's business; kept for the run summary
         self._futures: deque[tuple[Any, Any]] = deque()
-        self._ready: deque[Outcome] = deque()
         self._task: Callable[..., Any] | None = None
         self._wait_on: Callable[[Any], Any] | None = None
         self._model_path = ""
@@ -135,7 +134,6 @@ class CompssEngine:
         if self._futures and not abort:
             log.warning("%d COMPSs tasks were never waited on", len(self._futures))
         self._futures.clear()
-        self._ready.clear()
 
     # ------------------------------------------------------------------ tasks
     def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
@@ -149,17 +147,12 @@ class CompssEngine:
             raise ValueError(f"COMPSs tasks run in a sandbox: image paths must be absolute, got {relative!r}")
         assert self._task is not None, "start() first"
         task_args = (spec, list(paths), self._model_path) if self.stage_model else (spec, list(paths))
-        try:
-            future = self._task(*task_args)
-        except Exception as exc:  # no runtime (plain python): the task ran here and raised
-            self._ready.append(Outcome(key, failure=failure_text(exc)))
-            return
-        self._futures.append((key, future))
+        # Under runcompss: a future.  Without a runtime PyCOMPSs runs the task here and returns its value
+        # (the task functions never raise), which compss_wait_on then passes through.
+        self._futures.append((key, self._task(*task_args)))
 
     def poll(self, timeout: float) -> list[Outcome]:
         """The oldest chunk's outcome, waiting for it as long as it takes (COMPSs has no wait-any)."""
-        if self._ready:
-            return [self._ready.popleft()]
         if not self._futures:
             return []
         assert self._wait_on is not None

@@ -396,6 +396,16 @@ class Executor:
     job: Job | None = None
     alive: bool = True
     jobs_run: int = 0
+    closed: set[str] = field(default_factory=set)
+
+    def close(self, which: str) -> None:
+        """Close the command or reply pipe once (a second close could hit a reused descriptor)."""
+        if which not in self.closed:
+            self.closed.add(which)
+            try:
+                os.close(self.cmd_fd if which == "cmd" else self.reply_fd)
+            except OSError:
+                pass
 
 
 @dataclass
@@ -436,6 +446,7 @@ class Runtime:
         self.log_dir = config.log_dir or os.path.join(config.working_dir, "logs")
         os.makedirs(os.path.join(self.log_dir, "jobs"), exist_ok=True)
         self.registered: dict[str, Registered] = {}
+        self.history: list[tuple[str, int, dict[str, str]]] = []  # (task, job, env) of every attempt started
         self.executors: list[Executor] = []
         self.started_executors = 0
         self._cond = threading.Condition()
@@ -446,6 +457,7 @@ class Runtime:
         self._running = 0
         self._transfers: dict[tuple[str, int, int], str] = {}
         self._stopping = False
+        self._threads: list[threading.Thread] = []
         self._aborted: str | None = None
         self._log = open(os.path.join(self.log_dir, "standin.log"), "a", buffering=1)
 
@@ -534,8 +546,10 @@ class Runtime:
             job.state, executor.job = "running", job
             job.attempts += 1
             self._running += 1
-            threading.Thread(target=self._run_job, args=(executor, job), daemon=True,
-                             name=f"standin-job{job.id}").start()
+            thread = threading.Thread(target=self._run_job, args=(executor, job), daemon=True,
+                                      name=f"standin-job{job.id}")
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
 
     def _spawn(self) -> Executor:
         self.started_executors += 1
@@ -584,13 +598,15 @@ class Runtime:
         message = {"id": job.id, "module": job.tdef.module, "name": job.tdef.name, "args": job.args_file,
                    "result": result_file, "env": self._task_env(job), "out": out + ".out", "err": out + ".err",
                    "sandbox": os.path.join(self.config.working_dir, "sandbox", f"job{job.id}_{job.attempts}")}
+        self.history.append((job.label, job.id, message["env"]))
         self._log.write(f"job {job.id} attempt {job.attempts} on executor {executor.number} "
-                        f"(pid {executor.proc.pid})\n")
+                        f"(pid {executor.proc.pid}) with {message['env']}\n")
         reply, failure = None, None
         try:
-            if executor.proc.poll() is not None:
-                raise OSError("executor gone")
-            os.write(executor.cmd_fd, (json.dumps(message) + "\n").encode())
+            with self._cond:
+                if executor.proc.poll() is not None or "cmd" in executor.closed:
+                    raise OSError("executor gone")
+                os.write(executor.cmd_fd, (json.dumps(message) + "\n").encode())
         except OSError:  # it died while idle: the job never started, so it does not count
             self._requeue(executor, job)
             return
@@ -658,17 +674,17 @@ class Runtime:
         executor.alive = False
         if executor in self.executors:
             self.executors.remove(executor)
-        for fd in (executor.cmd_fd, executor.reply_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        executor.close("cmd")
+        executor.close("reply")
         self._log.write(f"executor {executor.number} retired; a new one starts when needed\n")
 
     def _failed(self, job: Job, failure: str) -> None:
         """Apply the task's on_failure policy (called with the lock held)."""
         job.failures.append(failure)
         policy = job.tdef.on_failure
+        if self._stopping:  # the application has ended: nobody waits for it any more
+            job.state, job.value, job.loaded = "failed", None, True
+            return
         self._log.write(f"job {job.id} attempt {job.attempts} failed: {failure}\n")
         if policy == "RETRY" and job.attempts <= RETRIES:
             warn(f"task {job.label} job {job.id} failed ({failure}); resubmitting it (on_failure=RETRY)")
@@ -733,22 +749,20 @@ class Runtime:
         with self._cond:
             self._stopping = True
             self._pending.clear()
-        for executor in list(self.executors):
-            try:
-                os.close(executor.cmd_fd)  # EOF: the executor exits after its current task
-            except OSError:
-                pass
+            executors, threads = list(self.executors), list(self._threads)
+        for executor in executors:
+            with self._cond:
+                executor.close("cmd")  # EOF: an idle executor exits
             if not wait or executor.job is not None:
                 self._kill(executor)
-        for executor in list(self.executors):
+        for thread in threads:  # a killed executor ends its job thread at once
+            thread.join(10)
+        for executor in executors:
             try:
                 executor.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._kill(executor)
-            try:
-                os.close(executor.reply_fd)
-            except OSError:
-                pass
+            executor.close("reply")
         self.executors.clear()
         self._log.close()
         if _RUNTIME is self:
