@@ -27,6 +27,13 @@ def subprocess_env(home: str, *extra_path: str, **variables: str) -> dict[str, s
     return env
 
 
+@pytest.fixture(autouse=True)
+def clean_compss_env(monkeypatch):
+    """The compss engine exports COMPSS_INFER_* into the master's (this process's) environment: undo it."""
+    for name in ("COMPSS_INFER_CU", "COMPSS_INFER_TIME_OUT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def master(tmp_path):
     """Factory: make this test process a stand-in COMPSs master (stopped, executors killed, at teardown)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compss_support import FAULTS, ROOT, RUNCOMPSS, SRC, STANDIN, master, subprocess_env  # noqa: F401 - fixture
+from compss_support import FAULTS, ROOT, RUNCOMPSS, SRC, STANDIN, clean_compss_env, master, subprocess_env  # noqa: F401 - fixtures
 
 import tinymodels as tm
 from compss_infer.cli import main

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from compss_support import RUNCOMPSS, master, subprocess_env  # noqa: F401 - fixture
+from compss_support import RUNCOMPSS, clean_compss_env, master, subprocess_env  # noqa: F401 - fixtures
 
 from pycompss import _standin_runtime as rt  # noqa: E402 - compss_support put the stand-in on sys.path
 from pycompss.api.api import compss_barrier, compss_wait_on  # noqa: E402

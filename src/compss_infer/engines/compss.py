@@ -56,6 +56,8 @@ class CompssEngine:
         self._wait_on: Callable[[Any], Any] | None = None
         self._model_path = ""
         self._check: tuple[Any, Any] | None = None  # (process, connection) of the model check
+        self._warned = False
+        self._task_error: type = type(None)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, init: Callable[[Any], Any], init_arg: Any) -> None:
@@ -76,6 +78,7 @@ class CompssEngine:
                               f"process; run.task_timeout cannot change within one process")
         self._wait_on = compss_wait_on
         self._task = tasks.choose(self.device, self.stage_model)
+        self._task_error = tasks.TaskError
         if self.device == "gpu" and (spec.session.intra_op_threads or 1) > 1:
             log.warning("the GPU task reserves one CPU computing unit but session.intra_op_threads=%d",
                         spec.session.intra_op_threads)
@@ -149,7 +152,12 @@ class CompssEngine:
         task_args = (spec, list(paths), self._model_path) if self.stage_model else (spec, list(paths))
         # Under runcompss: a future.  Without a runtime PyCOMPSs runs the task here and returns its value
         # (the task functions never raise), which compss_wait_on then passes through.
-        self._futures.append((key, self._task(*task_args)))
+        future = self._task(*task_args)
+        if not self._warned and isinstance(future, (ChunkResult, self._task_error)):
+            self._warned = True
+            log.warning("no COMPSs runtime (not launched by runcompss/enqueue_compss): tasks run one by one "
+                        "in this process")
+        self._futures.append((key, future))
 
     def poll(self, timeout: float) -> list[Outcome]:
         """The oldest chunk's outcome, waiting for it as long as it takes (COMPSs has no wait-any)."""
@@ -159,12 +167,10 @@ class CompssEngine:
         key, future = self._futures.popleft()
         return [self._outcome(key, self._wait_on(future))]
 
-    @staticmethod
-    def _outcome(key: Any, value: Any) -> Outcome:
-        from .compss_tasks import TaskError
+    def _outcome(self, key: Any, value: Any) -> Outcome:
         if isinstance(value, ChunkResult):
             return Outcome(key, value=value)
-        if isinstance(value, TaskError):
+        if isinstance(value, self._task_error):
             if value.setup:
                 raise RunAborted(f"a COMPSs task could not load the model: {value.text}")
             return Outcome(key, failure=value.text)
