@@ -237,3 +237,19 @@ def test_the_model_check_error_is_raised_by_preflight_before_any_task(master, qu
         engine.preflight()
     engine.close(abort=True)
     assert runtime.started_executors == 0
+
+
+def test_without_a_runtime_pycompss_runs_the_tasks_in_the_master(quadrant_model, quadrant_images):
+    """Plain python with pycompss importable but no runcompss: tasks run in the caller (as documented
+    for PyCOMPSs 2.5-3.3) and compss_wait_on passes the value through; the engine still works."""
+    folder, items = quadrant_images(4)
+    paths = [os.path.join(folder, rel) for rel, _ in items]
+    spec = WorkerSpec(ModelSpec(path=quadrant_model()), PreprocessSpec(mode="L"), SessionSpec())
+    assert rt.current() is None
+    engine = make_engine("compss")
+    engine.start(warm_up, spec)
+    engine.submit(7, classify_chunk, spec, paths)
+    (outcome,) = engine.poll(0)
+    engine.close(abort=True)
+    assert outcome.key == 7 and outcome.failure is None
+    assert outcome.value.class_ids.tolist() == [q for _, q in items]

@@ -178,11 +178,11 @@ def main(argv: list[str]) -> int:
     print(f"[stand-in runcompss] {app}: master on localhost, {node.cpus} CPU / {node.gpus} GPU computing units; "
           f"logs in {log_dir}", flush=True)
     runtime = rt.enter_master(cpus=node.cpus, gpus=node.gpus, working_dir=working_dir, log_dir=log_dir,
-                              pythonpath=pythonpath, app_dir=app_dir, interpreter=interpreter,
+                              pythonpath=pythonpath, interpreter=interpreter,
                               optimize=f.get("log_level", "off") not in ("debug", "trace"),
                               limit_of_tasks=node.limit_of_tasks)
     sys.argv = [app, *opts.app_args]
-    sys.path[0:0] = [app_dir, *pythonpath]
+    sys.path[0:0] = [app_dir, *pythonpath]  # like `python app.py` (the app's folder first), then --pythonpath
     status = 0
     try:
         runpy.run_path(app, run_name="__main__")

@@ -417,7 +417,6 @@ class RuntimeConfig:
     working_dir: str = "/tmp/COMPSsWorker"
     log_dir: str = ""
     pythonpath: tuple[str, ...] = ()
-    app_dir: str | None = None
     interpreter: str = sys.executable
     optimize: bool = True  # python -O on executors, as on real workers (not with --log_level=debug)
     limit_of_tasks: int | None = None
@@ -575,7 +574,7 @@ class Runtime:
 
     def _executor_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PER_TASK_ENV}
-        path = [*([self.config.app_dir] if self.config.app_dir else []), *self.config.pythonpath, STANDIN_ROOT]
+        path = [*self.config.pythonpath, STANDIN_ROOT]  # --pythonpath, as documented (not the app's folder)
         if env.get("PYTHONPATH"):
             path.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(path)
