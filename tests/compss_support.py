@@ -22,7 +22,8 @@ def subprocess_env(home: str, *extra_path: str, **variables: str) -> dict[str, s
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPSS_")}
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join([*extra_path, SRC, TESTS, STANDIN])
-    env["HOME"] = home
+    env["HOME"] = home  # COMPSs logs go to $HOME/.COMPSs
+    env["TMPDIR"] = home  # launch scripts' work folders, the stand-in's default worker dir
     env.update(variables)
     return env
 
@@ -35,9 +36,10 @@ def clean_compss_env(monkeypatch):
 
 
 @pytest.fixture
-def master(tmp_path):
-    """Factory: make this test process a stand-in COMPSs master (stopped, executors killed, at teardown)."""
+def master(tmp_path, monkeypatch):
+    """Factory: make this test process a stand-in COMPSs master (stopped, busy executors killed, at teardown)."""
     from pycompss import _standin_runtime as rt
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # what executors leave in their temp folder stays here
     runtimes = []
 
     def make(cpus: int = 2, gpus: int = 0, **kw):

@@ -13,7 +13,9 @@ why (a None says only that something went wrong).
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -67,16 +69,17 @@ def _note_gpu() -> None:
 def staged_spec(spec: WorkerSpec, local_model: str) -> WorkerSpec:
     """The spec with the model path replaced by the copy COMPSs transferred to this worker.
 
-    COMPSs renames transferred files; a text GraphDef is told apart by its ``.pbtxt`` name, so a
-    renamed one gets a symlink with the original name first.
+    COMPSs renames transferred files, and a text GraphDef is told apart by its ``.pbtxt`` name, so a
+    renamed one is reached through a symlink with that suffix, in a folder of this executor process
+    (not the task's sandbox, which goes away: the model cache is keyed by the path).
     """
     path = os.path.abspath(local_model)
-    original = spec.model.path
-    if os.path.splitext(original)[1] != os.path.splitext(path)[1]:
+    if spec.model.path.endswith(".pbtxt") and not path.endswith(".pbtxt"):
         folder = os.path.join(tempfile.gettempdir(), f"compss-infer-staged-{os.getpid()}")
-        os.makedirs(folder, exist_ok=True)
-        link = os.path.join(folder, os.path.basename(os.path.dirname(path)) + "_" + os.path.basename(path)
-                            + os.path.splitext(original)[1])
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+            atexit.register(shutil.rmtree, folder, True)
+        link = os.path.join(folder, path.strip(os.sep).replace(os.sep, "_") + ".pbtxt")
         if not os.path.islink(link):
             os.symlink(path, link)
         path = link

@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -85,7 +88,7 @@ def _check_values(opts: Options) -> None:
 class Node:
     cpus: int = 4
     gpus: int = 0
-    working_dir: str = "/tmp/COMPSsWorker"
+    working_dir: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "COMPSsWorker"))
     limit_of_tasks: int | None = None
 
 
@@ -174,7 +177,7 @@ def main(argv: list[str]) -> int:
     pythonpath = tuple(os.path.abspath(p) for p in f.get("pythonpath", "").split(":") if p)
     interpreter = f.get("python_interpreter", sys.executable)
     log_dir = _log_dir(f.get("log_dir", os.path.expanduser("~")), app)
-    working_dir = os.path.join(node.working_dir, os.path.basename(log_dir))
+    working_dir = os.path.join(node.working_dir, f"{os.path.basename(log_dir)}_{uuid.uuid4().hex[:8]}")
     print(f"[stand-in runcompss] {app}: master on localhost, {node.cpus} CPU / {node.gpus} GPU computing units; "
           f"logs in {log_dir}", flush=True)
     runtime = rt.enter_master(cpus=node.cpus, gpus=node.gpus, working_dir=working_dir, log_dir=log_dir,
@@ -197,5 +200,6 @@ def main(argv: list[str]) -> int:
         status = 1
     finally:
         runtime.stop(wait=status == 0)
+        shutil.rmtree(working_dir, ignore_errors=True)  # the worker's sandboxes and transfers; logs stay
     print(f"[stand-in runcompss] execution finished ({runtime.started_executors} executor(s) started)", flush=True)
     return status

@@ -752,7 +752,7 @@ class Runtime:
         for executor in executors:
             with self._cond:
                 executor.close("cmd")  # EOF: an idle executor exits
-            if not wait or executor.job is not None:
+            if executor.job is not None:  # only reached with wait=False: do not wait for running tasks
                 self._kill(executor)
         for thread in threads:  # a killed executor ends its job thread at once
             thread.join(10)
