@@ -15,7 +15,7 @@ from . import __version__
 from .errors import CompssInferError
 
 # Each module in compss_infer.commands registers one subcommand.
-COMMANDS = ("run", "demo", "freeze", "inspect", "optimize", "report")
+COMMANDS = ("run", "demo", "submit", "freeze", "inspect", "optimize", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,62 @@
+"""The script runcompss / enqueue_compss run: ``compss_app.py CONFIG [compss-infer run flags]``.
+
+It is the COMPSs master: it runs ``compss-infer run`` with the engine forced to ``compss`` (the
+tasks are submitted and waited on from here).  ``runcompss`` can exit 0 when the application
+failed, so the last line this prints is the verdict to trust::
+
+    compss-infer: exit status 1 (finished, some images failed)
+
+(the same number is ``exit_code`` in ``<output>.summary.json``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Run as a script, this file's folder is on sys.path (first, for plain python): the package's modules
+# (config, graph, inspect, ...) must not shadow top-level ones, and the package must be importable.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+if os.path.dirname(_HERE) not in map(os.path.abspath, sys.path):
+    sys.path.append(os.path.dirname(_HERE))
+
+STATUS = {0: "every image classified", 1: "finished, some images failed", 2: "refused before any work",
+          3: "aborted mid-run; finished chunks kept for --resume", 130: "interrupted; finished chunks kept for --resume"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from compss_infer.cli import _setup_logging
+    from compss_infer.commands.run import add_run_arguments, flags_from_args, print_summary
+    from compss_infer.errors import CompssInferError
+    from compss_infer.launch import compss_config
+    from compss_infer.runner import run
+
+    p = argparse.ArgumentParser(prog="compss_app.py", description="compss-infer run, as a COMPSs application")
+    add_run_arguments(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    args = p.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        summary = run(compss_config(args.config, flags_from_args(args), args.sets))
+        print_summary(summary)
+        code = summary.exit_code
+    except CompssInferError as exc:
+        print(f"compss-infer: error: {exc.one_line()}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # Interrupted and friends carry their own exit code
+        if getattr(exc, "exit_code", None) is None:
+            raise
+        print(f"compss-infer: {exc}", file=sys.stderr)
+        code = int(exc.exit_code)  # type: ignore[attr-defined]
+    sys.stderr.flush()
+    print(f"compss-infer: exit status {code} ({STATUS.get(code, 'see above')})", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``from pycompss.api.parameter import ...``: parameter directions (the stand-in runs IN and FILE_IN)."""
+from .._standin_runtime import Direction
+
+IN = Direction("IN")
+OUT = Direction("OUT")
+INOUT = Direction("INOUT")
+CONCURRENT = Direction("CONCURRENT")
+COMMUTATIVE = Direction("COMMUTATIVE")
+IN_DELETE = Direction("IN_DELETE")
+FILE_IN = Direction("FILE_IN")
+FILE_OUT = Direction("FILE_OUT")
+FILE_INOUT = Direction("FILE_INOUT")
+DIRECTORY_IN = Direction("DIRECTORY_IN")
+DIRECTORY_OUT = Direction("DIRECTORY_OUT")
+DIRECTORY_INOUT = Direction("DIRECTORY_INOUT")
+COLLECTION_IN = Direction("COLLECTION_IN")
+COLLECTION_OUT = Direction("COLLECTION_OUT")
+COLLECTION_INOUT = Direction("COLLECTION_INOUT")
+COLLECTION_FILE_IN = Direction("COLLECTION_FILE_IN")
+COLLECTION_FILE_OUT = Direction("COLLECTION_FILE_OUT")
+COLLECTION_FILE_INOUT = Direction("COLLECTION_FILE_INOUT")
