@@ -15,7 +15,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Run as a script, this file's folder is on sys.path (first, for plain python): the package's modules
-# (config, graph, inspect, ...) must not shadow top-level ones, and the package must be importable.
+# (config, graph, ...) must not shadow top-level ones, and the package must be importable.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 if os.path.dirname(_HERE) not in map(os.path.abspath, sys.path):
     sys.path.append(os.path.dirname(_HERE))

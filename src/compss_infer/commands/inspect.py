@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.model):
         raise ModelError(f"model file not found: {args.model}")
-    from ..inspect import format_text, inspect_model
+    from ..inspection import format_text, inspect_model
     info = inspect_model(args.model)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_text(info))
     return 0
