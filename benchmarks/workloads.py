@@ -55,7 +55,7 @@ def _image(rng: np.random.Generator, size: int, mode: str) -> Image.Image:
 def _build_model(kind: str, size: int, channels: int, path: str) -> None:
     from compss_infer.freeze import freeze_function, write_graph_def
     from compss_infer.session import import_tf
-    tf = import_tf()
+    tf = import_tf(keras=True)
     tf.keras.utils.set_random_seed(0)
     k = tf.keras
     if kind == "cnn":

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from compss_infer.freeze import freeze_function, write_graph_def
     from compss_infer.session import import_tf
 
-    tf = import_tf()
+    tf = import_tf(keras=True)
     tf.keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
 

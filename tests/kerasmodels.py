@@ -13,7 +13,7 @@ def tiny_classifier(h: int = 8, w: int = 8, c: int = 1, classes: int = 4, *, res
 
     The dense bias is spread so that different images get different classes from random weights.
     """
-    tf = import_tf()
+    tf = import_tf(keras=True)
     k = tf.keras
     k.utils.set_random_seed(seed)
     layers = [k.layers.Input((h, w, c))]

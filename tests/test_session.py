@@ -57,3 +57,15 @@ def test_progress_lines_when_not_a_terminal():
     q.update(10)
     q.close()
     assert quiet.getvalue() == ""
+
+
+def test_inference_import_skips_keras_but_keras_stays_usable():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom compss_infer.session import import_tf\ntf = import_tf()\n"
+            "assert 'keras.src' not in sys.modules and 'sklearn' not in sys.modules, 'keras imported'\n"
+            "assert sys.modules.get('keras', 0) is not None\n"
+            "layer = tf.keras.layers.Dense(2)\nprint(type(layer).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "Dense"

@@ -111,7 +111,7 @@ def _one(items: list[str], what: str, src: str) -> None:
 def load_source(src: str) -> Source:
     """Load a Keras file (.keras, .h5) or a SavedModel directory; refuse anything else in one line."""
     check_source(src)
-    tf = import_tf()
+    tf = import_tf(keras=True)
     if os.path.isdir(src):
         return _load_saved_model(tf, src)
     try:

@@ -4,6 +4,7 @@ Worker-side only: nothing here runs in a master that does not itself run TensorF
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
@@ -13,17 +14,44 @@ from .config import SessionSpec
 from .errors import ConfigError
 
 
-def import_tf(quiet: bool = True) -> Any:
+def import_tf(quiet: bool = True, keras: bool = False) -> Any:
     """Import TensorFlow once, with its start-up chatter (oneDNN, absl) kept off stderr.
 
     The C++ logging ignores TF_CPP_MIN_LOG_LEVEL for some lines, so stderr is redirected at the
     file-descriptor level around the import; on failure the captured text is shown.
+
+    ``keras=False`` (inference): ``import tensorflow`` eagerly imports all of Keras (and through it
+    scikit-learn and SciPy when installed), about a third of its import time, which a frozen graph
+    never needs.  Keras is hidden during the import and stays loadable: ``tf.keras`` still imports
+    it on first use.  ``keras=True`` (freezing, training) also runs the eager Keras load TensorFlow
+    does itself, which registers Keras objects for SavedModel loading.
     """
     if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    if not quiet:
-        import tensorflow as tf
+        tf = sys.modules["tensorflow"]
+        if keras:
+            _load_keras()
         return tf
+    hide_keras = not keras and "keras" not in sys.modules
+    if hide_keras:
+        sys.modules["keras"] = None  # type: ignore[assignment]  # TensorFlow catches the ImportError
+    try:
+        tf = _import_quietly() if quiet else importlib.import_module("tensorflow")
+    finally:
+        if hide_keras and sys.modules.get("keras", 0) is None:
+            del sys.modules["keras"]
+    if keras:
+        _load_keras()
+    return tf
+
+
+def _load_keras() -> None:
+    try:
+        importlib.import_module("keras.src.optimizers")
+    except (ImportError, AttributeError):
+        pass
+
+
+def _import_quietly() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)

@@ -20,6 +20,16 @@ from .contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
 from .preprocess import Geometry, ImageError, check_readable, decode, normalize
 
 
+class _Done:
+    """An already-computed value with a future's ``result()``."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
+
+
 def warm_up(spec: WorkerSpec) -> ModelInfo:
     """Load (and check) the model into this process's cache; the master's preflight."""
     predictor, _ = cache.get_predictor(spec)
@@ -117,7 +127,10 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
         def submit() -> None:
             nonlocal next_batch
             s = starts[next_batch]
-            pending.append((s, predictor.decoder.submit(_decode_batch, paths[s:s + bs], spec, geometry)))
+            if spec.decode_threads > 0:
+                pending.append((s, predictor.decoder.submit(_decode_batch, paths[s:s + bs], spec, geometry)))
+            else:  # decode inline, no overlap (one process per core already keeps every core busy)
+                pending.append((s, _Done(_decode_batch(paths[s:s + bs], spec, geometry))))
             next_batch += 1
 
         while next_batch < len(starts) and len(pending) < ahead:
