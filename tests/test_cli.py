@@ -162,3 +162,21 @@ def test_non_utf8_file_names_are_written_back_byte_for_byte(setup, tmp_path):
     assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L") == 0
     data = open(out, "rb").read().splitlines()
     assert data[1].startswith(name + b",2,")
+
+
+def test_master_never_imports_tensorflow_in_a_local_run(setup, tmp_path):
+    import subprocess
+    import sys
+    model, folder, _, _ = setup
+    out = str(tmp_path / "m.csv")
+    code = ("import sys\nfrom compss_infer.cli import main\n"
+            "if __name__ == '__main__':\n"
+            f"    rc = main(['run', '--no-progress', '--model', {model!r}, '--images', {folder!r}, '--output', {out!r},"
+            " '--set', 'preprocess.mode=L', '--workers', '2'])\n"
+            "    assert rc == 0, rc\n"
+            "    assert 'tensorflow' not in sys.modules, 'the master imported tensorflow'\n")
+    script = tmp_path / "master.py"
+    script.write_text(code)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(rows_of(out)) == 17

@@ -9,10 +9,13 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 from typing import Sequence
 
 from . import __version__
 from .errors import CompssInferError
+
+STARTED = time.monotonic()  # as early as the command can tell: wall times count our start-up
 
 # Each module in compss_infer.commands registers one subcommand.
 COMMANDS = ("run", "demo", "submit", "freeze", "inspect", "optimize", "report")

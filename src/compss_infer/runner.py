@@ -135,10 +135,14 @@ def _install_signal_handlers() -> dict[int, Any]:
     return old
 
 
-def run(cfg: RunConfig) -> RunSummary:
-    """Classify every image of ``cfg``; returns the summary (exit code 0 or 1), raises on refusal."""
-    t0 = time.monotonic()
-    started_at = datetime.now(timezone.utc)
+def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
+    """Classify every image of ``cfg``; returns the summary (exit code 0 or 1), raises on refusal.
+
+    ``started``: time.monotonic() when the command began (the CLI passes it), so that the summary's
+    wall time and time to first result count the command's own start-up too.
+    """
+    t0 = started if started is not None else time.monotonic()
+    started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
     output, fmt = _preflight_checks(cfg)
     r = cfg.run
     labels = labels_from_file(cfg.model.labels)

@@ -79,7 +79,8 @@ def handle(args: argparse.Namespace) -> int:
     if cfg.run.engine == "local" and not cfg.run.resume:
         from ..engines.local import prestart
         prestart(cfg.run.start_method)  # TensorFlow loads in the forkserver while we import the rest
+    from ..cli import STARTED
     from ..runner import run
-    summary = run(cfg)
+    summary = run(cfg, started=STARTED)
     print_summary(summary)
     return summary.exit_code
