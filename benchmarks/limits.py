@@ -90,6 +90,9 @@ def _decode_share(args):
 
 def decode_limit(images: str, size: int, mode: str, cores: int) -> dict:
     paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(images) for f in fs)
+    for p in paths:  # every variant reads from the page cache, as the contenders' later runs do
+        with open(p, "rb") as fh:
+            fh.read()
     ctx = multiprocessing.get_context("spawn")
     out = {}
     with ctx.Pool(cores) as pool:
@@ -99,7 +102,8 @@ def decode_limit(images: str, size: int, mode: str, cores: int) -> dict:
             t0 = time.perf_counter()
             n = sum(pool.map(_decode_share, shares))
             out[label] = round(n / (time.perf_counter() - t0), 1)
-    return {"images_per_s": out["pillow"], "pillow": out["pillow"], "compss_infer": out["compss_infer"]}
+    # The ceiling is the faster of the two: plain Pillow does a needless same-size resize and copy.
+    return {"images_per_s": max(out.values()), "pillow": out["pillow"], "compss_infer": out["compss_infer"]}
 
 
 def main() -> None:
