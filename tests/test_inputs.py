@@ -69,3 +69,12 @@ def test_chunks_cover_the_plan_in_order_and_skip_covered(tmp_path):
     rest = list(iter_chunks(plan, 4, covered=[(0, 2), (4, 8)]))
     assert [(c.start, len(c.paths)) for c in rest] == [(2, 2), (8, 2)]
     assert rest[0].paths[0].endswith("2.png")
+
+
+def test_chunk_bounds_ramp_up_then_stay_full_size():
+    from compss_infer.inputs import chunk_bounds
+    assert list(chunk_bounds(10, 4)) == [(0, 4), (4, 8), (8, 10)]
+    assert list(chunk_bounds(40, 16, first=2)) == [(0, 2), (2, 6), (6, 14), (14, 30), (30, 40)]
+    bounds = list(chunk_bounds(1000, 100, first=8))
+    assert bounds[0] == (0, 8) and bounds[-1][1] == 1000
+    assert all(a == b0 for (_, a), (b0, _) in zip(bounds, bounds[1:]))  # contiguous, no gaps

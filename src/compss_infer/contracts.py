@@ -19,7 +19,7 @@ class WorkerSpec:
     model: ModelSpec
     preprocess: PreprocessSpec
     session: SessionSpec
-    batch_size: int = 32
+    batch_size: int | None = None  # None = chosen by the worker from the model (sizing.auto_batch)
     top_k: int = 1
     default_threads: int | None = None  # intra-op threads when neither config nor COMPSs says
     decode_threads: int = 1
@@ -51,6 +51,7 @@ class ModelInfo:
     function_count: int
     unsafe_ops: tuple[str, ...] = ()
     device: str = "cpu"
+    batch_size: int = 1  # the batch the worker runs (and warmed up with)
 
     @property
     def takes_paths(self) -> bool:

@@ -164,12 +164,28 @@ def subtract(start: int, stop: int, covered: list[tuple[int, int]]) -> list[tupl
     return out
 
 
-def iter_chunks(plan: Plan, chunk_size: int, covered: list[tuple[int, int]] | None = None) -> Iterator[Chunk]:
+def chunk_bounds(count: int, chunk_size: int, first: int | None = None) -> Iterator[tuple[int, int]]:
+    """[start, stop) of every chunk: ``first`` images, then doubling up to ``chunk_size``.
+
+    Small first chunks give a first result (and a first progress tick) soon after the model is
+    loaded; later chunks are full size.  Deterministic, so a resumed run cuts the same chunks.
+    """
+    size = max(1, min(first or chunk_size, chunk_size))
+    start = 0
+    while start < count:
+        stop = min(start + size, count)
+        yield start, stop
+        start = stop
+        size = min(size * 2, chunk_size)
+
+
+def iter_chunks(plan: Plan, chunk_size: int, covered: list[tuple[int, int]] | None = None,
+                first: int | None = None) -> Iterator[Chunk]:
     """Chunks of the plan in order, skipping ``covered`` ranges (already done, from a journal)."""
     covered = sorted(covered or [])
     ranges: list[tuple[int, int]] = []
-    for start in range(0, plan.count, chunk_size):
-        ranges.extend(subtract(start, min(start + chunk_size, plan.count), covered))
+    for start, stop in chunk_bounds(plan.count, chunk_size, first):
+        ranges.extend(subtract(start, stop, covered))
     if not ranges:
         return
     ri = 0

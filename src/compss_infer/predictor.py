@@ -18,6 +18,7 @@ from . import graph as graphmod
 from .contracts import ModelInfo, WorkerSpec
 from .errors import ModelError
 from .session import check_device, config_proto, import_tf, resolve_threads
+from .sizing import auto_batch
 
 
 class Predictor:
@@ -37,7 +38,9 @@ class Predictor:
         self.inter, self.intra = resolve_threads(spec.session, spec.default_threads)
         self.session = tf.compat.v1.Session(graph=self.graph,
                                             config=config_proto(spec.session, self.inter, self.intra))
-        self.info = ModelInfo(**{**info.__dict__, "unsafe_ops": unsafe, "device": device})
+        batch = spec.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch,
+                                              info.takes_paths)
+        self.info = ModelInfo(**{**info.__dict__, "unsafe_ops": unsafe, "device": device, "batch_size": batch})
         self._np_dtype = np.dtype(self._x.dtype.as_numpy_dtype) if not info.takes_paths else None
         self.decoder = ThreadPoolExecutor(max_workers=max(1, spec.decode_threads),
                                           thread_name_prefix="compss-infer-decode")
@@ -53,7 +56,7 @@ class Predictor:
         info = self.info
         if info.takes_paths:
             return
-        n = info.fixed_batch or min(self.spec.batch_size, 8)
+        n = info.fixed_batch or info.batch_size  # the real batch shape: oneDNN prepares per shape
         zeros = np.zeros((n, info.height, info.width, info.channels), dtype=self._np_dtype)
         try:
             self.infer(zeros)

@@ -31,7 +31,7 @@ from .progress import Progress
 from .results import Row, check_output, format_for, labels_from_file, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
-from .sizing import auto_batch, auto_chunk, auto_workers
+from .sizing import auto_chunk, auto_workers
 from .worker import classify_chunk, warm_up
 
 log = logging.getLogger("compss_infer")
@@ -173,7 +173,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         workers = r.workers or 1
     default_threads = max(1, cpus // workers) if r.engine == "local" else None
     spec = WorkerSpec(model=cfg.model, preprocess=cfg.preprocess, session=cfg.session,
-                      batch_size=r.batch_size or 8, top_k=r.top_k, default_threads=default_threads)
+                      batch_size=r.batch_size, top_k=r.top_k, default_threads=default_threads)
 
     old_handlers = _install_signal_handlers()
     engine = make_engine(r.engine, **_engine_options(cfg, workers))
@@ -197,15 +197,17 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             engine.start(warm_up, spec)
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
-        batch = r.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch,
-                                           info.takes_paths)
+        batch = r.batch_size or info.batch_size
         if fresh:
             chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
-            journal.write_header({"fingerprint": fp, "chunk_size": chunk, "plan_base": plan.base,
+            first_chunk = min(batch, chunk) if not r.chunk_size else chunk  # a given chunk size is kept as is
+            journal.write_header({"fingerprint": fp, "chunk_size": chunk, "first_chunk": first_chunk,
+                                  "plan_base": plan.base,
                                   "plan_digest": plan.digest, "images": plan.count, "format": fmt,
                                   "created": started_at.isoformat()})
         else:
             chunk = int(header["chunk_size"])
+            first_chunk = int(header.get("first_chunk", chunk))
         spec = replace(spec, batch_size=batch)
         covered = journal.covered()
         done_before = sum(b - a for a, b in covered)
@@ -215,7 +217,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
                  plan.count, done_before, r.engine, workers, batch, chunk)
         scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window)
         try:
-            stats = scheduler.run(iter_chunks(plan, chunk, covered))
+            stats = scheduler.run(iter_chunks(plan, chunk, covered, first_chunk))
         finally:
             progress.close()
         log.debug("all chunks done at %.2fs", time.monotonic() - t0)

@@ -69,7 +69,7 @@ def _infer_isolating(predictor, items, offsets, errors, kind):
 
 
 def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
-    """Classify ``paths`` (absolute) in batches of ``spec.batch_size``."""
+    """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's)."""
     started = time.time()
     predictor, loaded_now = cache.get_predictor(spec)
     info = predictor.info
@@ -99,7 +99,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             topk_ids[idx] = order
             topk_scores[idx] = np.take_along_axis(rows, order, axis=1)
 
-    bs = max(1, spec.batch_size)
+    bs = max(1, spec.batch_size or info.batch_size)
     starts = list(range(0, n, bs))
     if info.takes_paths:
         for s in starts:
