@@ -85,13 +85,9 @@ def path_graph(h: int = 8, w: int = 8, c: int = 1, batched: bool = False) -> Any
 
 
 def write_graph(gd: Any, path: str) -> str:
-    if path.endswith(".pbtxt"):
-        from google.protobuf import text_format
-        with open(path, "w") as fh:
-            fh.write(text_format.MessageToString(gd))
-    else:
-        with open(path, "wb") as fh:
-            fh.write(gd.SerializeToString())
+    """Binary (.pb) or text (.pbtxt) by extension; returns the path."""
+    from compss_infer.freeze import write_graph_def
+    write_graph_def(gd, path)
     return path
 
 

@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import __version__
 from .errors import CompssInferError
@@ -51,12 +51,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
+def run_guarded(fn: Callable[[], int]) -> int:
+    """Run a command body; map what it raises to one line on stderr and an exit code."""
     try:
-        return int(args.handler(args) or 0)
+        return int(fn() or 0)
     except CompssInferError as exc:
         print(f"compss-infer: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
@@ -69,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"compss-infer: {exc}", file=sys.stderr)
         return int(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    return run_guarded(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

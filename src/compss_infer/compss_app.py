@@ -27,9 +27,8 @@ STATUS = {0: "every image classified", 1: "finished, some images failed", 2: "re
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from compss_infer.cli import _setup_logging
+    from compss_infer.cli import STARTED, _setup_logging, run_guarded
     from compss_infer.commands.run import add_run_arguments, flags_from_args, print_summary
-    from compss_infer.errors import CompssInferError
     from compss_infer.launch import compss_config
     from compss_infer.runner import run
 
@@ -39,20 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     args = p.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
-    try:
-        summary = run(compss_config(args.config, flags_from_args(args), args.sets))
+
+    def body() -> int:
+        summary = run(compss_config(args.config, flags_from_args(args), args.sets), started=STARTED)
         print_summary(summary)
-        code = summary.exit_code
-    except CompssInferError as exc:
-        print(f"compss-infer: error: {exc.one_line()}", file=sys.stderr)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:  # Interrupted and friends carry their own exit code
-        if getattr(exc, "exit_code", None) is None:
-            raise
-        print(f"compss-infer: {exc}", file=sys.stderr)
-        code = int(exc.exit_code)  # type: ignore[attr-defined]
+        return summary.exit_code
+
+    code = run_guarded(body)
     sys.stderr.flush()
     print(f"compss-infer: exit status {code} ({STATUS.get(code, 'see above')})", flush=True)
     return code

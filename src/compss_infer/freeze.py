@@ -11,7 +11,6 @@ card (the ``<model>.yaml`` that ``run`` applies) beside it.  Worker-side: import
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ import numpy as np
 import yaml
 
 from . import __version__
+from .atomic import write_bytes
 from .config import card_path_for
 from .errors import InputError, ModelError
 from .session import import_tf
@@ -59,22 +59,7 @@ def write_graph_def(gd: Any, path: str) -> int:
         data = text_format.MessageToString(gd).encode("utf-8")
     else:
         data = gd.SerializeToString()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes(path, data)
     return len(data)
 
 

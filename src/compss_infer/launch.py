@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .config import RunConfig, SessionSpec
-from .errors import CompssInferError, ConfigError, InputError, ModelError
+from .errors import CompssInferError, ConfigError, InputError
 
 CU_ENV = "COMPSS_INFER_CU"
 TIME_OUT_ENV = "COMPSS_INFER_TIME_OUT"
@@ -91,13 +91,9 @@ def cpus_per_task(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> in
 
 def check_inputs(cfg: RunConfig) -> None:
     """The cheap checks worth doing before a job waits in a queue (paths as the master will see them)."""
+    from .runner import check_config
+    check_config(cfg)
     r = cfg.run
-    if not r.output:
-        raise ConfigError("run.output: no results file given")
-    if bool(r.images) == bool(r.image_list):
-        raise ConfigError("give exactly one of run.images or run.image_list")
-    if not os.path.isfile(cfg.model.path):
-        raise ModelError(f"model file not found: {cfg.model.path}")
     source = r.images or r.image_list
     if not os.path.exists(source):
         raise InputError(f"image source not found: {source}")

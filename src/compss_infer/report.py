@@ -18,12 +18,12 @@ import importlib.util
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from . import __version__
+from .atomic import write_bytes
 from .errors import InputError, MissingDependency
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'compss-infer[report]'"
@@ -253,22 +253,6 @@ class ReportFiles:
     images: dict[str, str]  # name -> PNG path
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v is not None)
     return f"<table class='kv'>{cells}</table>"
@@ -367,8 +351,8 @@ def write_report(results: str) -> ReportFiles:
     images = {}
     for name, png in pngs.items():
         path = f"{results}.{name}.png"
-        _write_bytes(path, png)
+        write_bytes(path, png)
         images[name] = path
     page = f"{results}.report.html"
-    _write_bytes(page, render_html(data, pngs).encode("utf-8"))
+    write_bytes(page, render_html(data, pngs).encode("utf-8"))
     return ReportFiles(html=page, images=images)

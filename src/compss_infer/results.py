@@ -7,13 +7,12 @@ temporary name in the same folder, fsynced and renamed, so readers never see hal
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from .atomic import atomic_open
 from .errors import ConfigError, InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
@@ -93,30 +92,10 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
         raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
 
 
-def write_atomically(path: str, lines_or_writer: Any) -> None:
-    """Call ``lines_or_writer(fh)`` on a temp file beside ``path``, then fsync and rename."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with io.open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            lines_or_writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_atomically(path: str, writer: Any) -> None:
+    """Call ``writer(fh)`` on a text file that replaces ``path`` only once complete."""
+    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        writer(fh)
 
 
 def write_rows(path: str, fmt: str, top_k: int, rows: Iterable[Row]) -> None:

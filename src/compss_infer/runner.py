@@ -98,19 +98,20 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def _preflight_checks(cfg: RunConfig) -> tuple[str, str]:
-    """Cheap, TensorFlow-free checks, before any process starts.  Returns (output, format)."""
+def check_config(cfg: RunConfig) -> tuple[str, str]:
+    """Cheap, TensorFlow-free checks, before any process starts.  Returns (output, format).
+
+    Also what ``compss-infer submit`` checks before a job waits in a queue.
+    """
     r = cfg.run
     if not r.output:
-        raise ConfigError("run.output: no results file given (use --output FILE)")
+        raise ConfigError("run.output: no results file given (--output FILE)")
     if bool(r.images) == bool(r.image_list):
-        raise ConfigError("give exactly one of --images DIR or --image-list FILE")
+        raise ConfigError("give exactly one of --images DIR (run.images) or --image-list FILE (run.image_list)")
     if not os.path.isfile(cfg.model.path):
         raise ModelError(f"model file not found: {cfg.model.path}")
     if r.truth and not os.path.isfile(r.truth):
         raise ConfigError(f"run.truth: file not found: {r.truth}")
-    if r.engine == "sequential" and r.task_timeout:
-        log.warning("run.task_timeout is not enforced by the sequential engine")
     if r.report:
         from .report import require_matplotlib
         require_matplotlib()  # refuse before the work, not after it
@@ -143,7 +144,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     """
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
-    output, fmt = _preflight_checks(cfg)
+    output, fmt = check_config(cfg)
+    if cfg.run.engine == "sequential" and cfg.run.task_timeout:
+        log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
     labels = labels_from_file(cfg.model.labels)
     truth: Any = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -39,6 +40,18 @@ class Engine(Protocol):
 
     def close(self, abort: bool = False) -> None:
         """Stop workers (at once if ``abort``)."""
+
+
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its exit code (negative = killed by that signal)."""
+    if code is None:
+        return "is gone"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def failure_text(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from multiprocessing import connection
 from typing import Any, Callable
 
 from ..errors import CompssInferError, RunAborted
-from .base import Outcome, failure_text, portable_error
+from .base import Outcome, describe_exit, failure_text, portable_error
 
 log = logging.getLogger("compss_infer")
 
@@ -71,17 +71,6 @@ class _Worker:
     task: tuple[Any, Callable[..., Any], tuple[Any, ...]] | None = None
     task_started: float = 0.0
     born: float = field(default_factory=time.monotonic)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "is gone"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 PRELOAD = ["compss_infer._preload"]
@@ -256,7 +245,7 @@ class LocalEngine:
         w.proc.join(1.0)
         self._pool.remove(w)
         w.conn.close()
-        what = why or f"worker process {w.proc.pid} {_exit_text(w.proc.exitcode)}"
+        what = why or f"worker process {w.proc.pid} {describe_exit(w.proc.exitcode)}"
         if w.task is not None:
             outcomes.append(Outcome(w.task[0], failure=f"{kind}: {what}"))
             log.warning("%s; the task will be retried", what)

@@ -47,6 +47,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from compss_infer.engines.base import describe_exit as _exit_text  # the local engine's wording
+
 STANDIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds the pycompss package
 
 TASK_KEYWORDS = ("returns", "time_out", "priority", "on_failure")
@@ -423,15 +425,6 @@ class RuntimeConfig:
     on_abort: Callable[[str], None] | None = None
 
 
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "is gone"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 class Runtime:
