@@ -180,3 +180,14 @@ def test_master_never_imports_tensorflow_in_a_local_run(setup, tmp_path):
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(rows_of(out)) == 17
+
+
+def test_fixed_batch_1_graph_writes_the_same_file_as_a_dynamic_one(setup, tmp_path, quadrant_model):
+    _, folder, _, _ = setup
+    outs = []
+    for name, batch in (("dyn.pb", None), ("one.pb", 1)):
+        out = str(tmp_path / f"{name}.csv")
+        assert run_cli("--model", quadrant_model(name, batch=batch), "--images", folder, "--output", out,
+                       "--set", "preprocess.mode=L", "--batch-size", "8") == 0
+        outs.append(open(out, "rb").read())
+    assert outs[0] == outs[1]
