@@ -52,7 +52,7 @@ def test_paths_resolve_against_their_source(tmp_path, monkeypatch):
     ({"model": {"path": "m.pb"}, "preprocess": {"crop": 1.5}}, "preprocess.crop"),
     ({"model": {"path": "m.pb"}, "session": {"opt_level": "L2"}}, "session.opt_level"),
     ({"model": {"path": "m.pb"}, "session": {"device": "tpu"}}, "session.device"),
-    ({"model": {"path": "m.pb"}, "model": {"feeds": [1, 2]}}, "model.feeds"),
+    ({"model": {"path": "m.pb", "feeds": [1, 2]}}, "model.feeds"),
     ({"run": {"images": "x"}}, "model.path"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, data, needle):

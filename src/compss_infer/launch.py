@@ -91,7 +91,7 @@ def cpus_per_task(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> in
 
 def check_inputs(cfg: RunConfig) -> None:
     """The cheap checks worth doing before a job waits in a queue (paths as the master will see them)."""
-    from .runner import check_config
+    from .checks import check_config
     check_config(cfg)
     r = cfg.run
     source = r.images or r.image_list

@@ -139,7 +139,7 @@ def optimize_model(model: str, output: str, input_name: str | None = None, outpu
     if not os.path.isfile(model):
         raise ModelError(f"model file not found: {model}")
     check_destination(model, output, overwrite)
-    tf = import_tf()
+    import_tf()  # fail here, with its own message, if TensorFlow cannot load
     gd = graphmod.read_graph_def(model)
     graph = graphmod.import_graph(gd, model)
     card, card_in, card_out = _card_tensors(model)

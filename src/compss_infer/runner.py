@@ -23,12 +23,13 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, ConfigError, InputError, ModelError
+from .errors import CompssInferError, InputError, ModelError
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
-from .results import Row, check_output, format_for, labels_from_file, write_atomically, write_json, write_rows
+from .checks import refuse_early
+from .results import Row, labels_from_file, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
 from .sizing import auto_chunk, auto_workers
@@ -98,26 +99,6 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def check_config(cfg: RunConfig) -> tuple[str, str]:
-    """Cheap, TensorFlow-free checks, before any process starts.  Returns (output, format).
-
-    Also what ``compss-infer submit`` checks before a job waits in a queue.
-    """
-    r = cfg.run
-    if not r.output:
-        raise ConfigError("run.output: no results file given (--output FILE)")
-    if bool(r.images) == bool(r.image_list):
-        raise ConfigError("give exactly one of --images DIR (run.images) or --image-list FILE (run.image_list)")
-    if not os.path.isfile(cfg.model.path):
-        raise ModelError(f"model file not found: {cfg.model.path}")
-    if r.truth and not os.path.isfile(r.truth):
-        raise ConfigError(f"run.truth: file not found: {r.truth}")
-    if r.report:
-        from .report import require_matplotlib
-        require_matplotlib()  # refuse before the work, not after it
-    return r.output, format_for(r.output, r.format)
-
-
 def _engine_options(cfg: RunConfig, workers: int) -> dict[str, Any]:
     r = cfg.run
     return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
@@ -144,7 +125,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     """
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
-    output, fmt = check_config(cfg)
+    output, fmt = refuse_early(cfg)
     if cfg.run.engine == "sequential" and cfg.run.task_timeout:
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
@@ -158,17 +139,6 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
 
     journal = Journal(output)
-    if r.resume:
-        if os.path.exists(output) and not r.overwrite:
-            check_output(output, False, True)
-        if not journal.exists():
-            raise InputError(f"--resume: nothing to resume, no journal at {journal.dir}")
-    else:
-        check_output(output, r.overwrite, False)
-        if journal.exists() and not r.overwrite:
-            raise InputError(f"an interrupted run left a journal at {journal.dir}: "
-                             "use --resume to continue it or --overwrite to start afresh")
-
     cpus = available_cpus()
     if r.engine == "local":
         workers = r.workers or auto_workers(os.path.getsize(cfg.model.path), cpus)

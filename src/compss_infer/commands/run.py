@@ -76,6 +76,8 @@ def handle(args: argparse.Namespace) -> int:
     if getattr(args, "quiet", False):
         flags.setdefault("run", {})["progress"] = False
     cfg = build_config(args.config, flags, args.sets)
+    from ..checks import refuse_early
+    refuse_early(cfg)  # the instant refusals, before TensorFlow starts loading anywhere
     if cfg.run.engine == "local" and not cfg.run.resume:
         from ..engines.local import prestart
         prestart(cfg.run.start_method)  # TensorFlow loads in the forkserver while we import the rest
