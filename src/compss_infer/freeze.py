@@ -58,7 +58,7 @@ def write_graph_def(gd: Any, path: str) -> int:
         from google.protobuf import text_format
         data = text_format.MessageToString(gd).encode("utf-8")
     else:
-        data = gd.SerializeToString()
+        data = gd.SerializeToString(deterministic=True)  # map fields in a fixed order: same graph, same bytes
     write_bytes(path, data)
     return len(data)
 
