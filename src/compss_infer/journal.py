@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .contracts import ChunkResult
 from .errors import InputError
 
 FORMAT_VERSION = 1
+_HEAD = re.compile(rb'\{"s":(\d+),"n":(\d+)[,}]')
 
 
 def journal_dir(output: str) -> str:
@@ -50,9 +52,9 @@ class Record:
 
     @classmethod
     def from_result(cls, start: int, result: ChunkResult, attempts: int) -> "Record":
-        def floats(a: np.ndarray) -> list[Any]:
-            return [None if np.isnan(v) else float(v) for v in a.tolist()] if a.ndim == 1 else \
-                   [[None if np.isnan(v) else float(v) for v in row] for row in a.tolist()]
+        def floats(a: np.ndarray) -> list[Any]:  # NaN (no score) -> None; v != v is the cheap NaN test
+            return [None if v != v else v for v in a.tolist()] if a.ndim == 1 else \
+                   [[None if v != v else v for v in row] for row in a.tolist()]
         t = result.timing
         timing = None if t is None else [t.host, t.pid, round(t.started, 6), round(t.finished, 6),
                                          round(t.load_s, 6), round(t.decode_s, 6), round(t.infer_s, 6),
@@ -173,7 +175,11 @@ class Journal:
             self._last_sync = now
 
     def scan(self) -> list[tuple[int, int, int]]:
-        """(start, count, byte offset) of every record, for resume and assembly; one pass, no rows kept."""
+        """(start, count, byte offset) of every record, for resume and assembly; one pass, no rows kept.
+
+        Records begin with ``{"s":START,"n":COUNT`` (``to_json`` writes them first), so only that
+        prefix is read; a record in another shape is parsed whole.
+        """
         out = []
         if not os.path.exists(self.chunks_path):
             return out
@@ -181,8 +187,12 @@ class Journal:
             offset = 0
             for line in fh:
                 if line.endswith(b"\n"):
-                    head = json.loads(line)
-                    out.append((head["s"], head["n"], offset))
+                    m = _HEAD.match(line)
+                    if m:
+                        out.append((int(m.group(1)), int(m.group(2)), offset))
+                    else:
+                        head = json.loads(line)
+                        out.append((head["s"], head["n"], offset))
                 offset += len(line)
         return out
 
