@@ -55,3 +55,12 @@ def fake_classify(_spec, paths):
         ctypes.string_at(0)
     ids = np.array([len(os.path.basename(p)) for p in paths], np.int64)
     return ChunkResult(class_ids=ids, scores=np.ones(len(paths), np.float32))
+
+
+def cuda_visible(_value=None):
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def cuda_visible_slow(_value=None):
+    time.sleep(0.3)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -111,3 +111,28 @@ def test_sequential_engine_runs_in_process():
     e.submit(2, T.boom, "x")
     assert e.poll(0)[0].value == os.getpid()
     assert e.poll(0)[0].failure == "ValueError: x"
+
+
+def test_each_local_worker_owns_one_gpu_even_after_a_replacement(local):
+    e = local(workers=2, gpus=["3", "5"], init=T.cuda_visible)
+    assert e.preflight() in ("3", "5")
+
+    def gpus_in_use():
+        while not (len(e._pool) == 2 and all(w.state == "ready" for w in e._pool)):
+            e.poll(0.05)
+        for key in ("x", "y"):  # two slow tasks at once: one per worker
+            e.submit(key, T.cuda_visible_slow)
+        return sorted(o.value for o in drain(e, 2).values())
+
+    assert gpus_in_use() == ["3", "5"]
+    e.submit("crash", T.kill_self)
+    assert drain(e, 1)["crash"].failure.startswith("WorkerCrashed")
+    assert gpus_in_use() == ["3", "5"]  # the replacement took the dead worker's GPU
+    assert e.replaced == 1
+
+
+def test_gpu_discovery_without_tensorflow():
+    from compss_infer.sizing import visible_gpus
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 7"}) == ["2", "7"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []

@@ -32,7 +32,7 @@ from .checks import refuse_early
 from .results import Row, labels_from_file, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
-from .sizing import auto_chunk, auto_workers
+from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
 
 log = logging.getLogger("compss_infer")
@@ -99,10 +99,10 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def _engine_options(cfg: RunConfig, workers: int) -> dict[str, Any]:
+def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
     r = cfg.run
     return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
-            "stage_model": r.stage_model, "device": cfg.session.device}
+            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus}
 
 
 def _install_signal_handlers() -> dict[int, Any]:
@@ -140,8 +140,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
 
     journal = Journal(output)
     cpus = available_cpus()
-    if r.engine == "local":
-        workers = r.workers or auto_workers(os.path.getsize(cfg.model.path), cpus)
+    gpus = visible_gpus() if r.engine == "local" and cfg.session.device == "gpu" else []
+    if r.engine == "local":  # one worker per core, or per GPU: each worker owns one GPU
+        workers = r.workers or (len(gpus) if gpus else auto_workers(os.path.getsize(cfg.model.path), cpus))
     else:
         workers = r.workers or 1
     default_threads = max(1, cpus // workers) if r.engine == "local" else None
@@ -149,7 +150,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
                       batch_size=r.batch_size, top_k=r.top_k, default_threads=default_threads)
 
     old_handlers = _install_signal_handlers()
-    engine = make_engine(r.engine, **_engine_options(cfg, workers))
+    engine = make_engine(r.engine, **_engine_options(cfg, workers, gpus))
     fresh = not r.resume
     try:
         if fresh:  # workers load the model while the master lists the images

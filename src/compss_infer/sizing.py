@@ -18,6 +18,23 @@ MAX_BATCH = 256
 MAX_CHUNK = 1024
 
 
+def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
+    """GPU ids this process may use, found without TensorFlow: CUDA_VISIBLE_DEVICES, else nvidia-smi."""
+    import os
+    import shutil
+    import subprocess
+    env = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return [g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
 def mem_available() -> int | None:
     try:
         with open("/proc/meminfo") as fh:

@@ -36,9 +36,15 @@ def _send(conn: Any, msg: Any) -> bool:
         raise
 
 
-def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any) -> None:
-    """A worker process: run ``init`` once, then tasks until told to stop or the master is gone."""
+def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any, gpu: str | None = None) -> None:
+    """A worker process: run ``init`` once, then tasks until told to stop or the master is gone.
+
+    ``gpu``: the one GPU this worker may use.  CUDA reads CUDA_VISIBLE_DEVICES when it first
+    initialises, which TensorFlow does lazily (not at import), so setting it here still counts.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
         value = init(init_arg)
     except BaseException as exc:  # noqa: BLE001 - every start-up failure must reach the master
@@ -65,6 +71,7 @@ def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any) -> None:
 @dataclass
 class _Worker:
     number: int
+    slot: int  # a replacement takes its predecessor's slot (and GPU)
     proc: Any
     conn: Any
     state: str = "starting"  # starting | ready | failed
@@ -95,9 +102,10 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, workers: int, start_method: str = "forkserver", task_timeout: float | None = None,
-                 max_startup_failures: int = 3, **_: Any):
+                 max_startup_failures: int = 3, gpus: list[str] | None = None, **_: Any):
         import multiprocessing
         self.workers = max(1, workers)
+        self.gpus = gpus or []  # worker slot i uses GPU gpus[i % len(gpus)]
         self.task_timeout = task_timeout
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
@@ -117,18 +125,19 @@ class LocalEngine:
     # ------------------------------------------------------------------ lifecycle
     def start(self, init: Callable[[Any], Any], init_arg: Any) -> None:
         self._init = (init, init_arg)
-        for _ in range(self.workers):
-            self._spawn()
+        for slot in range(self.workers):
+            self._spawn(slot)
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
         assert self._init is not None
         parent, child = self._ctx.Pipe(duplex=True)
         self._spawned += 1
-        proc = self._ctx.Process(target=_worker_main, args=(child, *self._init), daemon=True,
+        gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
+        proc = self._ctx.Process(target=_worker_main, args=(child, *self._init, gpu), daemon=True,
                                  name=f"compss-infer-worker-{self._spawned}")
         proc.start()
         child.close()
-        self._pool.append(_Worker(number=self._spawned, proc=proc, conn=parent))
+        self._pool.append(_Worker(number=self._spawned, slot=slot, proc=proc, conn=parent))
 
     def close(self, abort: bool = False) -> None:
         self._closing = True
@@ -253,7 +262,7 @@ class LocalEngine:
             self._startup_failed(f"{what} while loading the model")
         if not self._closing and self._init_error is None:
             self.replaced += 1
-            self._spawn()
+            self._spawn(w.slot)
 
     def _startup_failed(self, text: str, error: BaseException | None = None) -> None:
         """Count consecutive start-up failures; give up when they repeat (or are certain to)."""
