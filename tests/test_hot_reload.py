@@ -8,17 +8,9 @@ import os
 import tinymodels as tm
 from compss_infer.cli import main
 from compss_infer.journal import Journal
-from compss_infer.session import import_tf
 
 
-def inverted_graph():
-    """Same tensors as the quadrant classifier, opposite answer: the darkest quadrant wins."""
-    tf = import_tf()
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1], name="images")
-        tf.nn.softmax(-tm._quadrant_logits(tf, x, 8, 8), name="probs")
-    return g.as_graph_def()
+inverted_graph = tm.inverted_graph
 
 
 def fingerprint(path):

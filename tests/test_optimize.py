@@ -95,12 +95,7 @@ def test_mismatch_and_bad_destinations_are_refused(tmp_path, capsys, monkeypatch
 
     # An "optimization" that changes the answers is never written.
     def broken(gd, inputs, dtypes, outputs):
-        tf = import_tf()
-        g = tf.Graph()
-        with g.as_default():
-            x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1], name="images")
-            tf.nn.softmax(-tm._quadrant_logits(tf, x, 8, 8), name="probs")
-        return g.as_graph_def()
+        return tm.inverted_graph()
     monkeypatch.setattr(optmod, "optimize_graph", broken)
     capsys.readouterr()
     assert main(["optimize", src, "--output", str(tmp_path / "o.pb")]) == 2

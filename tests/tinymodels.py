@@ -63,6 +63,16 @@ def quadrant_graph(h: int = 8, w: int = 8, c: int = 1, batch: int | None = None,
     return g.as_graph_def()
 
 
+def inverted_graph(h: int = 8, w: int = 8) -> Any:
+    """Same tensors as the quadrant classifier, opposite answer: the darkest quadrant wins."""
+    tf = import_tf()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, h, w, 1], name="images")
+        tf.nn.softmax(-_quadrant_logits(tf, x, h, w), name="probs")
+    return g.as_graph_def()
+
+
 def path_graph(h: int = 8, w: int = 8, c: int = 1, batched: bool = False) -> Any:
     """The quadrant classifier with an image-path input (decoding inside the graph, like the 2017 example)."""
     tf = import_tf()
