@@ -9,7 +9,7 @@ def test_subcommands_registered():
     assert {"freeze", "inspect", "optimize", "report"} <= set(COMMANDS)
     parser = build_parser()
     args = parser.parse_args(["freeze", "m.keras", "--output", "m.pb", "--batch", "4"])
-    assert (args.src, args.output, args.batch, args.input_name, args.output_name) == ("m.keras", "m.pb", "4", "images", "probs")
+    assert (args.src, args.output, args.batch, args.input_name, args.output_name) == ("m.keras", "m.pb", "4", None, None)  # Keras: images/probs
     assert parser.parse_args(["run", "--report"]).__dict__["run.report"] is True
 
 

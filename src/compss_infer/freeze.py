@@ -21,6 +21,7 @@ from . import __version__
 from .atomic import write_bytes
 from .config import card_path_for
 from .errors import InputError, ModelError
+from .graph import tensor_name
 from .session import import_tf
 from .verify import VERIFY_BATCH, Check, compare, random_value, run_graph
 
@@ -120,12 +121,14 @@ def check_source(src: str) -> None:
     """The cheap checks, before TensorFlow is imported (seconds) for nothing."""
     if os.path.isdir(src):
         if not os.path.isfile(os.path.join(src, "saved_model.pb")):
-            raise InputError(f"{src} is a directory without saved_model.pb: not a SavedModel")
+            raise InputError(f"{src} is a directory without saved_model.pb: not a SavedModel (nor a TF1 "
+                             f"checkpoint folder: no 'checkpoint' index file)")
         return
     if not os.path.isfile(src):
         raise InputError(f"source model not found: {src}")
     if not src.lower().endswith(KERAS_EXTENSIONS):
-        raise InputError(f"{src}: expected a Keras file ({', '.join(KERAS_EXTENSIONS)}) or a SavedModel directory")
+        raise InputError(f"{src}: expected a Keras file ({', '.join(KERAS_EXTENSIONS)}), a SavedModel directory "
+                         f"or a TF1 checkpoint (prefix, .meta file, or folder)")
 
 
 def _load_saved_model(tf: Any, src: str) -> Source:
@@ -163,6 +166,7 @@ class FreezeResult:
     output_desc: str
     check: Check
     kept_from_card: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what else the user should know (checkpoints)
 
 
 def _dims(shape: list[int | None] | None) -> str:
@@ -331,3 +335,96 @@ def freeze_model(src: str, output: str, input_name: str = "images", output_name:
                         input=f"{input_name}:0", output_tensor=f"{output_name}:0",
                         input_desc=f"{source.input_dtype} {_dims(shape)}",
                         output_desc=f"{y.dtype.name} {_dims(out_shape)}", check=check, kept_from_card=kept)
+
+
+# --------------------------------------------------------------------------- TF1 checkpoints
+
+def parse_constants(items: list[str] | None) -> dict[str, Any]:
+    """``--constant keep_prob=1.0`` (repeatable; the value is YAML) -> {"keep_prob": 1.0}."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip() or not raw.strip():
+            raise InputError(f"--constant {item!r}: expected NAME=VALUE (e.g. keep_prob=1.0)")
+        try:
+            out[name.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--constant {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def freeze_checkpoint(src: str, output: str, input_name: str | None = None, output_nodes: list[str] | None = None,
+                      constants: dict[str, Any] | None = None, tolerance: float = 1e-5, overwrite: bool = False,
+                      seed: int = 0) -> FreezeResult:
+    """Freeze a TF1 checkpoint (prefix, .meta, or folder -> newest entry) into ``output`` + card.
+
+    Checked against the restored session on a random batch, with the same values fed to the
+    placeholders that stay (random ops seeded alike for the check only; the graph written keeps
+    its own seeds).
+    """
+    from .model.checkpoint import locate_checkpoint
+    from .model import tf1
+    from .verify import TempImages
+    card_path = check_destination(output, overwrite)
+    ckpt = locate_checkpoint(src)
+    r = tf1.restore(ckpt, pin_seeds=True)
+    try:
+        tensors = tf1.choose_tensors(r, input_name, output_nodes)
+        gd = tf1.freeze(r, tensors, constants)
+        feeds_left = tf1.leftover_feeds(gd, tensors)
+        x = r.graph.get_tensor_by_name(tensors.input)
+        shape = None if x.shape.rank is None else x.shape.as_list()
+        rng = np.random.default_rng(seed)
+        with TempImages() as tmp:
+            feed = {tensors.input: random_value(x.dtype.name, shape, VERIFY_BATCH, rng, tmp)}
+            for name in feeds_left:
+                t = r.graph.get_tensor_by_name(name)
+                feed[name] = random_value(t.dtype.name, None if t.shape.rank is None else t.shape.as_list(),
+                                          VERIFY_BATCH, rng, tmp)
+            want_feed = dict(feed)
+            for name, value in (constants or {}).items():
+                want_feed[tensor_name(name)] = value
+            try:
+                wants = r.session.run(list(tensors.outputs), feed_dict=want_feed)
+            except Exception as exc:
+                raise ModelError(f"{ckpt.prefix} fails on a random batch of shape "
+                                 f"{list(np.shape(feed[tensors.input]))}: {tf1._first_line(exc)}") from None
+            checks = [compare(want, run_graph(gd, feed, name), VERIFY_BATCH, tolerance)
+                      for want, name in zip(wants, tensors.outputs)]
+        check = max(checks, key=lambda c: (not c.ok, c.max_abs_diff))
+        if not check.ok:
+            raise ModelError(f"the frozen graph does not reproduce {ckpt.prefix}: {check}; nothing written")
+        tf1.unpin_seeds(gd, r.seeds)
+        out_name = tf1.main_output(r.graph, tensors.outputs)
+        y = r.graph.get_tensor_by_name(out_name)
+        out_shape = None if y.shape.rank is None else y.shape.as_list()
+        node_count = r.node_count
+    finally:
+        r.close()
+    size = write_graph_def(gd, output)
+    source = Source(path=ckpt.prefix, kind="tf1-checkpoint", description=f"TF1 checkpoint {ckpt.name}",
+                    fn=lambda v: v, input_shape=shape or [], input_dtype=x.dtype.name)
+    card = model_card(source, size, tensors.input, out_name, shape or [], out_shape, y.dtype.name, check)
+    card["source"].update({"files": [os.path.basename(f) for f in ckpt.files],
+                           "input_from": tensors.input_from, "outputs_from": tensors.outputs_from})
+    extra = [n for n in tensors.outputs if n != out_name]
+    notes = [f"tensors: input from {tensors.input_from}, output(s) from {tensors.outputs_from}",
+             f"stripped: {node_count} nodes in the meta graph, {len(gd.node)} kept for the output(s)"]
+    if ckpt.note:
+        notes.insert(0, f"took {ckpt.name}: the {ckpt.note}")
+    if extra:
+        card["other_outputs"] = extra
+        notes.append(f"also kept output(s) {', '.join(extra)} (run reads model.output {out_name})")
+    if constants:
+        card["constants"] = {tensor_name(k): v for k, v in constants.items()}
+        notes.append("constants: " + ", ".join(f"{tensor_name(k)}={v!r}" for k, v in constants.items()))
+    if feeds_left:
+        card["feeds_needed"] = feeds_left
+        notes.append(f"placeholder(s) {', '.join(feeds_left)} stay feeds: set model.feeds in the card "
+                     f"(or re-freeze with --constant NAME=VALUE)")
+    kept = _keep_user_choices(card, card_path) if os.path.exists(card_path) else []
+    write_card(card_path, card, f"Model card written by compss-infer freeze from checkpoint {ckpt.name}")
+    return FreezeResult(output=output, card=card_path, bytes=size, node_count=len(gd.node), input=tensors.input,
+                        output_tensor=out_name, input_desc=f"{x.dtype.name} {_dims(shape)}",
+                        output_desc=f"{y.dtype.name} {_dims(out_shape)}", check=check, kept_from_card=kept,
+                        notes=notes)

@@ -1,0 +1,1 @@
+"""Model formats beyond a single frozen GraphDef file (TF1 checkpoints, other backends)."""
