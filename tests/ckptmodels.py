@@ -27,7 +27,7 @@ class Saved:
 
 
 def save_checkpoint(folder: str, *, steps: int = 5, negate: bool = False, seed: int = 0, start_step: int = 0,
-                    collections: bool = True, signature: bool = False) -> Saved:
+                    collections: bool = True, signature: bool = False, extra_var: bool = False) -> Saved:
     """Build, train ``steps`` steps, optionally negate W and b (an "inverted" classifier), save."""
     tf = import_tf()
     from tensorflow.python.util import deprecation
@@ -43,6 +43,8 @@ def save_checkpoint(folder: str, *, steps: int = 5, negate: bool = False, seed: 
         W = tf.compat.v1.get_variable("dense/W", initializer=tf.constant(w0))
         b = tf.compat.v1.get_variable("dense/b", initializer=tf.zeros([4]))
         logits = tf.matmul(tf.compat.v1.nn.dropout(feats, rate=1.0 - kp), W) + b
+        if extra_var:  # a variable the other checkpoints do not have
+            logits = logits + 0.0 * tf.compat.v1.get_variable("dense/extra", initializer=tf.zeros([4]))
         probs = tf.nn.softmax(logits, name="probs")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         step = tf.compat.v1.train.get_or_create_global_step()

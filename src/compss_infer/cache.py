@@ -2,8 +2,9 @@
 
 A worker (local pool process, PyCOMPSs executor, or the master itself for the sequential engine)
 loads a model once and reuses its session for every later chunk.  The key holds the file's
-identity (real path, size, mtime), so a model file replaced on disk is loaded afresh by the next
-chunk, and the older predictor for that path is closed.
+identity (real path, size, mtime; for a TF1 checkpoint, its newest entry's files), so a model file
+replaced on disk or a newer checkpoint is loaded afresh by the next chunk, and the older predictor
+for that path is closed.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from .contracts import WorkerSpec
 from .errors import ModelError
+from .model.identity import model_identity
 
 MAX_ENTRIES = 2
 _CACHE: "OrderedDict[tuple[Any, ...], Any]" = OrderedDict()
@@ -32,15 +34,21 @@ def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     from .predictor import Predictor
     from .graph import read_model_bytes
 
-    identity = file_identity(spec.model.path)
-    key = (identity, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
+    identity = model_identity(spec.model.path)
+    key = (identity.key, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit, False
-    for old in [k for k in _CACHE if k[0][0] == identity[0]]:
+    for old in [k for k in _CACHE if k[1][0].path == spec.model.path]:
         _CACHE.pop(old).close()
-    predictor = Predictor(spec, read_model_bytes(identity[0]))
+    if identity.kind == "checkpoint":  # frozen in memory, once per worker and checkpoint entry
+        from .model.tf1 import frozen_for_run
+        data, named = frozen_for_run(identity.path, spec)  # named: the spec with the tensors it chose
+        predictor = Predictor(named, data)
+        predictor.model_id = f"{identity.name}:{predictor.model_id}"
+    else:
+        predictor = Predictor(spec, read_model_bytes(identity.path))
     _CACHE[key] = predictor
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)[1].close()

@@ -10,6 +10,7 @@ import os
 
 from .config import RunConfig
 from .errors import ConfigError, InputError, ModelError
+from .model.checkpoint import locate_checkpoint, looks_like_checkpoint
 from .results import check_output, format_for
 
 
@@ -24,7 +25,12 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
         raise ConfigError("run.output: no results file given (--output FILE)")
     if bool(r.images) == bool(r.image_list):
         raise ConfigError("give exactly one of --images DIR (run.images) or --image-list FILE (run.image_list)")
-    if not os.path.isfile(cfg.model.path):
+    if looks_like_checkpoint(cfg.model.path):  # a TF1 checkpoint: its newest entry must be complete
+        locate_checkpoint(cfg.model.path)
+        if r.stage_model:
+            raise ConfigError("run.stage_model copies one model file; a TF1 checkpoint is several: "
+                              "keep it on a shared file system, or freeze it first (compss-infer freeze)")
+    elif not os.path.isfile(cfg.model.path):
         raise ModelError(f"model file not found: {cfg.model.path}")
     if r.truth and not os.path.isfile(r.truth):
         raise ConfigError(f"run.truth: file not found: {r.truth}")

@@ -26,6 +26,7 @@ from .engines import make_engine
 from .errors import CompssInferError, InputError, ModelError
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
+from .model.identity import model_identity, ranges_by_id
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
 from .checks import refuse_early
@@ -135,14 +136,15 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         truth = load_truth_csv(r.truth)
     elif r.truth_from_folders:
         truth = FolderTruth(labels)
-    model_sha = sha256_file(cfg.model.path)
+    model_ident = model_identity(cfg.model.path)  # a file, or a checkpoint's newest entry
+    model_sha = model_ident.sha256()
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
 
     journal = Journal(output)
     cpus = available_cpus()
     gpus = visible_gpus() if r.engine == "local" and cfg.session.device == "gpu" else []
     if r.engine == "local":  # one worker per core, or per GPU: each worker owns one GPU
-        workers = r.workers or (len(gpus) if gpus else auto_workers(os.path.getsize(cfg.model.path), cpus))
+        workers = r.workers or (len(gpus) if gpus else auto_workers(model_ident.size, cpus))
     else:
         workers = r.workers or 1
     default_threads = max(1, cpus // workers) if r.engine == "local" else None
@@ -316,6 +318,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                   "images_given_up": stats.images_given_up,
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
+                  "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
                   **{k: v for k, v in info.__dict__.items()}},
         "accuracy": accuracy,
         "config": cfg.to_dict(),

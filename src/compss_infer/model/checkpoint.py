@@ -60,8 +60,9 @@ def looks_like_checkpoint(path: str) -> bool:
 def read_index(folder: str) -> list[str]:
     """The entries of a folder's ``checkpoint`` file, oldest first, newest (model_checkpoint_path) last.
 
-    Entries are resolved against the folder; an absolute entry that no longer exists (the folder
-    was moved or copied from another machine) is looked up by its base name in the folder.
+    Entries are resolved against the folder.  An absolute entry (a Saver's default) is taken from
+    this folder when it is there by name: a Saver keeps its checkpoints beside the index, and a
+    moved or copied folder must not read the original's files.
     """
     index = os.path.join(folder, INDEX_FILE)
     try:
@@ -88,10 +89,8 @@ def read_index(folder: str) -> list[str]:
 def _resolve_entry(folder: str, value: str) -> str:
     if not os.path.isabs(value):
         return os.path.join(folder, value)
-    if _is_prefix(value):
-        return value
-    moved = os.path.join(folder, os.path.basename(value))
-    return moved if _is_prefix(moved) else value
+    here = os.path.join(folder, os.path.basename(value))
+    return here if _is_prefix(here) else value
 
 
 def checkpoint_files(prefix: str) -> CheckpointFiles:
