@@ -26,7 +26,7 @@ from .engines import make_engine
 from .errors import CompssInferError, InputError, ModelError
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
-from .model.identity import model_identity, ranges_by_id
+from .model.identity import model_identity, ranges_by_id, sha256_file
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
 from .checks import refuse_early
@@ -60,17 +60,6 @@ class RunSummary:
     accuracy: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
     report: str | None = None  # the HTML report, when run.report asked for one
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError as exc:
-        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str | None]:

@@ -37,10 +37,10 @@ class ModelIdentity:
     def sha256(self) -> str:
         """A digest of the contents: a single file's own sha256; for a checkpoint, over its files."""
         if self.kind == "file":
-            return _sha256_file(self.path)
+            return sha256_file(self.path)
         h = hashlib.sha256()
         for path, _, _ in self.files:  # names without the step: a re-saved identical checkpoint matches
-            h.update(os.path.basename(path)[len(self.name):].encode() + b"\0" + _sha256_file(path).encode())
+            h.update(os.path.basename(path)[len(self.name):].encode() + b"\0" + sha256_file(path).encode())
         return h.hexdigest()
 
 
@@ -61,7 +61,8 @@ def _stat(real: str, shown: str | None = None) -> tuple[str, int, int]:
     return real, st.st_size, st.st_mtime_ns
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """A file's SHA-256 (hex), read in blocks; a one-line ModelError when it cannot be read."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
