@@ -23,7 +23,7 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, InputError, ModelError
+from .errors import CompssInferError, InputError
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .model.identity import model_identity, ranges_by_id, sha256_file
