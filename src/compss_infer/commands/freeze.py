@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..freeze import freeze_checkpoint, freeze_model, parse_batch, parse_constants
+    from ..freeze import check_source, freeze_checkpoint, freeze_model, parse_batch, parse_constants
     from ..model.checkpoint import looks_like_checkpoint
     if looks_like_checkpoint(args.src):
         if args.output_name or args.batch != "dynamic":
@@ -47,6 +47,7 @@ def handle(args: argparse.Namespace) -> int:
         r = freeze_checkpoint(args.src, args.output, args.input_name, nodes, parse_constants(args.constant),
                               args.tolerance, args.overwrite)
     else:
+        check_source(args.src)  # not found / not a model: said first
         if args.output_nodes or args.constant:
             raise InputError(f"--output-nodes and --constant are for TF1 checkpoints; {args.src} is not one "
                              f"(use --output-name)")
