@@ -17,8 +17,10 @@ from compss_infer import runner
 from compss_infer.cli import main
 from compss_infer.graph import read_graph_def
 from compss_infer.journal import Journal
+from compss_infer.model import tf1
 from compss_infer.model.checkpoint import locate_checkpoint, looks_like_checkpoint, read_index
 from compss_infer.model.identity import model_identity, ranges_by_id
+from compss_infer.session import import_tf
 from compss_infer.verify import run_graph
 
 RUN = ["run", "--no-progress", "--set", "preprocess.mode=L", "--set", 'model.feeds={"keep_prob:0": 1.0}']
@@ -106,8 +108,7 @@ def test_freeze_by_prefix_meta_and_folder(ckpt, tmp_path, capsys):
     assert ops["keep_prob"] == "Const" and ops["images"] == "Placeholder" and "labels" not in ops
     assert not [o for o in ops.values() if o in ("VarHandleOp", "VariableV2", "SaveV2", "RestoreV2")
                 or "Apply" in o or "Assign" in o]
-    meta_ops = {n.op for n in __import__("compss_infer.model.tf1", fromlist=["x"])._read_meta(
-        __import__("tensorflow"), locate_checkpoint(saved.prefix)).graph_def.node}
+    meta_ops = {n.op for n in tf1._read_meta(import_tf(), locate_checkpoint(saved.prefix)).graph_def.node}
     assert {"SaveV2", "RestoreV2", "ResourceApplyGradientDescent"} & meta_ops  # the training graph had them
     paths = [os.path.join(ckpt["images"], rel) for rel, _ in ckpt["items"]]
     x = np.stack([np.asarray(tm.Image.open(p), np.float32)[..., None] for p in paths])
@@ -198,6 +199,10 @@ def test_run_checkpoint_folder_gives_the_rows_of_its_frozen_pb(ckpt, tmp_path, c
     assert main(["run", "--no-progress", "--set", "preprocess.mode=L", "--model", ckpt["folder"], "--images",
                  ckpt["images"], "--output", str(tmp_path / "nofeed.csv"), "--engine", "sequential"]) == 2
     assert "placeholder 'keep_prob:0' is not fed" in one_error_line(capsys)
+    # COMPSs staging copies one file; a checkpoint is several: refused up front.
+    assert main(RUN + ["--model", ckpt["folder"], "--images", ckpt["images"], "--output", str(tmp_path / "st.csv"),
+                       "--set", "run.stage_model=true"]) == 2
+    assert "a TF1 checkpoint is several" in one_error_line(capsys)
 
 
 def test_newer_checkpoint_mid_run_is_used_by_later_chunks(ckpt, tmp_path, monkeypatch):
