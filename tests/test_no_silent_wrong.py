@@ -224,3 +224,22 @@ def test_unchosen_preprocessing_warns_once_and_is_recorded(tmp_path, quadrant_im
     assert run_cli("--model", model, "--images", folder, "--output", out2, "--set", "preprocess.std=1") == 0
     assert json.load(open(out2 + ".summary.json"))["warnings"] == []
     assert "preprocess.mean/std" not in capsys.readouterr().err
+
+
+def test_batch_rows_units():
+    from compss_infer.contracts import ModelInfo
+    from compss_infer.modelcheck import batch_rows
+    base = dict(input_name="x:0", input_dtype="float32", input_shape=(None, 2, 2, 1), input_kind="image",
+                output_name="y:0", output_dtype="float32", output_shape=(None, 3), fixed_batch=None, num_classes=3,
+                height=2, width=2, channels=1, node_count=1, function_count=0)
+    scores = ModelInfo(output_kind="scores", **base)
+    errors = {}
+    rows, kept = batch_rows(np.array([[0.1, 0.2, 0.7], [np.inf, 0, 0], [np.nan, np.inf, 0]]), [5, 6, 7], scores, errors)
+    assert kept == [5] and rows.tolist() == [[np.float32(0.1), np.float32(0.2), np.float32(0.7)]]
+    assert errors == {6: "InferenceError: non-finite scores (Inf)", 7: "InferenceError: non-finite scores (NaN, Inf)"}
+    errors = {}
+    assert batch_rows(np.float32(1.0), [0, 1], scores, errors) == (None, []) and sorted(errors) == [0, 1]
+    ids = ModelInfo(output_kind="class_id", **{**base, "output_dtype": "int64", "num_classes": None})
+    errors = {}
+    rows, kept = batch_rows(np.array([2, -1]), [0, 1], ids, errors)
+    assert kept == [0] and errors == {1: "InferenceError: negative class id -1"}

@@ -40,13 +40,15 @@ def _static_checks(info: ModelInfo) -> None:
                          f"{_dims(info.input_shape)}: expected {info.fixed_batch} rows")
 
 
-def _sample_image(folder: str, info: ModelInfo) -> str:
-    """A small real image file for path-input graphs (JPEG: what such graphs most often decode)."""
+def _sample_images(folder: str, info: ModelInfo) -> list[str]:
+    """Small real image files for path-input graphs: a JPEG (what such graphs most often decode), a PNG."""
     from PIL import Image
-    path = os.path.join(folder, "check.jpg")
     mode = "L" if (info.channels or 3) == 1 else "RGB"
-    Image.new(mode, (info.width or 8, info.height or 8), 128).save(path, quality=90)
-    return path
+    im = Image.new(mode, (info.width or 8, info.height or 8), 128)
+    paths = [os.path.join(folder, "check.jpg"), os.path.join(folder, "check.png")]
+    im.save(paths[0], quality=90)
+    im.save(paths[1])
+    return paths
 
 
 def _sample(info: ModelInfo, dtype: Any, n: int, image: str | None) -> Any:
@@ -73,11 +75,15 @@ def _per_image(out: np.ndarray, n: int, info: ModelInfo, fed: str) -> int:
     return per
 
 
+class _Undecodable(Exception):
+    """A path-input graph failed on a test image format."""
+
+
 def check_outputs(predictor: Any, top_k: int = 1) -> ModelInfo:
     """Run the model at two batch sizes; refuse outputs that do not give one row per image.
 
     Returns the info with ``num_classes`` filled in from the real output.  A path-input graph
-    that cannot decode the test JPEG keeps the static checks only (the per-batch checks still hold).
+    that decodes neither test image (JPEG, PNG) keeps the static checks only (the per-batch checks still hold).
     """
     info: ModelInfo = predictor.info
     _static_checks(info)
@@ -86,19 +92,24 @@ def check_outputs(predictor: Any, top_k: int = 1) -> ModelInfo:
     dtype = getattr(predictor, "input_dtype", None)
     per = None
     with tempfile.TemporaryDirectory(prefix="compss-infer-check-") as tmp:
-        image = _sample_image(tmp, info) if info.takes_paths else None
-        for n in sizes:
-            batch = _sample(info, dtype, n, image)
-            fed = f"({n},)" if info.takes_paths else _dims(np.shape(batch))
+        images = _sample_images(tmp, info) if info.takes_paths else [None]
+        for image in images:
             try:
-                out = np.asarray(predictor.infer(batch))
-            except ModelError:
-                raise
-            except Exception as exc:
-                if info.takes_paths:
-                    return info  # the graph decodes only other formats: keep the per-batch checks
-                raise ModelError(f"the model fails on a test batch {fed}: {error_text(exc)}") from None
-            per = _per_image(out, n, info, fed)
+                for n in sizes:
+                    batch = _sample(info, dtype, n, image)
+                    fed = f"({n},)" if info.takes_paths else _dims(np.shape(batch))
+                    try:
+                        out = np.asarray(predictor.infer(batch))
+                    except ModelError:
+                        raise
+                    except Exception as exc:
+                        if info.takes_paths:
+                            raise _Undecodable() from None
+                        raise ModelError(f"the model fails on a test batch {fed}: {error_text(exc)}") from None
+                    per = _per_image(out, n, info, fed)
+                break
+            except _Undecodable:
+                continue  # the graph decodes only other formats; if none, the per-batch checks still hold
     if info.output_kind != "scores" or per is None:
         return info
     if info.num_classes is not None and info.num_classes != per:
