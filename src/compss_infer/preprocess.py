@@ -90,11 +90,6 @@ def open_regular(path: str):
         raise
 
 
-def check_readable(path: str) -> None:
-    """Raise ImageError unless ``path`` is a readable, regular, non-empty file (path-input graphs)."""
-    open_regular(path).close()
-
-
 def check_header(path: str, max_pixels: int) -> None:
     """For graphs that decode paths themselves: a regular file whose header is within max_pixels.
 
