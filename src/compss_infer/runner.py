@@ -205,6 +205,10 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
         engine.close(abort=True)
+        if fresh and not (journal.exists() and journal.covered()):  # nothing to resume: leave no journal
+            journal.remove()
+            raise Interrupted(f"interrupted by {exc} during start-up, before any result; "
+                              f"nothing to resume: run the same command again") from None
         journal.close()
         raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
                           f"run again with --resume to continue") from None
