@@ -23,7 +23,7 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, InputError, ModelError, RunAborted, is_disk_full, os_error_line
+from .errors import CompssInferError, InputError, ModelError, RunAborted, is_disk_full, os_error_line, os_reason
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
@@ -255,7 +255,7 @@ def _warm_up_spec(spec: WorkerSpec, planning: Any, wait: float) -> WorkerSpec:
 
 def _aborted_by(exc: OSError, journal: Journal, output: str, fresh: bool) -> RunAborted:
     """A file system failure mid-run: keep what is journaled, and say the command that continues."""
-    reason = os_error_line(exc)
+    reason = os_error_line(exc) if exc.filename else f"{os.path.dirname(os.path.abspath(output))}: {os_reason(exc)}"
     done = False
     try:
         done = journal.exists() and bool(journal.covered())
