@@ -2,7 +2,8 @@
 
 Two rates, labelled the same in progress lines, the summary line and the summary file:
 ``img/s whole process`` (images this run classified / seconds since the command started) and
-``img/s after the first result`` (images finished after the first result / seconds since it).
+``img/s after the first result`` (images finished after the first result / seconds since it; left
+out while that span is under half a second, so a tiny run shows no noise as a rate).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, TextIO
 
 WHOLE = "img/s whole process"
 AFTER_FIRST = "img/s after the first result"
+MIN_WINDOW_S = 0.5  # a shorter span after the first result measures noise: no rate is shown for it
 
 
 def format_rate(rate: float) -> str:
@@ -79,7 +81,7 @@ class Progress:
         elapsed = now - self.started
         whole = (self.done - self._start_done) / elapsed if elapsed > 0 and self.done > self._start_done else None
         after = None
-        if self.first_at is not None and now - self.first_at > 1e-3 and self.done > self.first_done:
+        if self.first_at is not None and now - self.first_at >= MIN_WINDOW_S and self.done > self.first_done:
             after = (self.done - self.first_done) / (now - self.first_at)
         return whole, after
 
