@@ -265,7 +265,7 @@ def _aborted_by(exc: OSError, journal: Journal, output: str, fresh: bool) -> Run
         journal.close()
     except OSError:  # the buffered tail cannot be written either: resume drops a torn last line
         pass
-    what = "the disk is full" if is_disk_full(exc) else "a file could not be written"
+    what = "the disk is full" if is_disk_full(exc) else "the run stopped on an OS error"
     if os.path.exists(output) and done:
         return RunAborted(f"{what} ({reason}) after {output} was written; the journal {journal.dir} is kept: "
                           f"once there is space, run the same command again with --resume --overwrite "
