@@ -223,6 +223,16 @@ def test_closed_stdout_exits_quietly(small):
         assert res.stderr.decode() == "" and res.returncode in (0, 141), (args, res.stderr.decode()[-800:])
 
 
+def test_closed_stderr_does_not_end_the_run(small, tmp_path):
+    model, folder, items = small
+    out = str(tmp_path / "r.csv")
+    res = subprocess.run([sys.executable, "-m", "compss_infer", "run", "--model", model, "--images", folder,
+                          "--output", out, "--set", "preprocess.mode=L", "--workers", "1"],
+                         stdout=subprocess.PIPE, env=ENV, timeout=120, preexec_fn=lambda: os.close(2))
+    assert res.returncode == 0 and res.stdout.decode().startswith(f"compss-infer: {len(items)} images")
+    assert len(open(out).read().splitlines()) == len(items) + 1
+
+
 @pytest.mark.parametrize("delay", [0.1, 0.6, 1.2])
 def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     model, folder, _ = small

@@ -62,29 +62,39 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
+def say(line: str) -> None:
+    """One line on stderr; nothing when stderr is closed (never onto stdout, which carries output)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def run_guarded(fn: Callable[[], int]) -> int:
     """Run a command body; map what it raises to one line on stderr and an exit code."""
     try:
         return int(fn() or 0)
     except CompssInferError as exc:
-        print(f"compss-infer: error: {exc.one_line()}", file=sys.stderr)
+        say(f"compss-infer: error: {exc.one_line()}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("compss-infer: interrupted", file=sys.stderr)
+        say("compss-infer: interrupted")
         return 130
     except BrokenPipeError as exc:
         if _stdout_gone(exc):
             return quiet_stdout()
-        print(f"compss-infer: error: {os_error_line(exc)}", file=sys.stderr)
+        say(f"compss-infer: error: {os_error_line(exc)}")
         return 2
     except OSError as exc:  # no traceback for a file system error, whichever command met it
-        print(f"compss-infer: error: {os_error_line(exc)}", file=sys.stderr)
+        say(f"compss-infer: error: {os_error_line(exc)}")
         return 2
     except Exception as exc:  # Interrupted and friends carry their own exit code
         code = getattr(exc, "exit_code", None)
         if code is None:
             raise
-        print(f"compss-infer: {exc}", file=sys.stderr)
+        say(f"compss-infer: {exc}")
         return int(code)
 
 
@@ -120,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while Python imports the commands
-        print("compss-infer: interrupted", file=sys.stderr)
+        say("compss-infer: interrupted")
         return 130
     _setup_logging(args.verbose, args.quiet)
     code = run_guarded(lambda: args.handler(args))

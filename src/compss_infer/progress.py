@@ -44,7 +44,7 @@ class Progress:
         self.done = done
         self.failed = 0
         self._stream = stream or sys.stderr
-        self._enabled = enabled
+        self._enabled = enabled and self._stream is not None  # None: started with stderr closed
         self._every = every
         self._t0 = time.monotonic()
         self.started = started if started is not None else self._t0  # the command's start
