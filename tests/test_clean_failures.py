@@ -168,6 +168,10 @@ def test_binary_or_non_utf8_config_and_models_given_as_config(small, tmp_path, c
     assert "not UTF-8" in one_line_error(capsys)
     assert main(["run", model, "--images", folder]) == 2
     assert f"did you mean --model {model}?" in one_line_error(capsys)
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"\xff\xfe\x00binary")
+    assert run_cli("--model", model, "--images", folder, "--output", str(tmp_path / "o.csv"), "--labels", str(labels)) == 2
+    assert "model.labels: " in one_line_error(capsys)
     disguised = tmp_path / "model.yaml"  # GraphDef bytes under a YAML name
     disguised.write_bytes(open(model, "rb").read())
     assert main(["run", str(disguised)]) == 2

@@ -87,6 +87,9 @@ def run_guarded(fn: Callable[[], int]) -> int:
             return quiet_stdout()
         say(f"compss-infer: error: {os_error_line(exc)}")
         return 2
+    except UnicodeDecodeError as exc:  # a binary file where text was expected, wherever it was read
+        say(f"compss-infer: error: a file given is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        return 2
     except OSError as exc:  # no traceback for a file system error, whichever command met it
         say(f"compss-infer: error: {os_error_line(exc)}")
         return 2

@@ -154,6 +154,8 @@ def labels_from_file(path: str | None) -> Sequence[str] | None:
             labels = [line.rstrip("\r\n") for line in fh]
     except OSError as exc:
         raise ConfigError(f"model.labels: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"model.labels: {path} is not UTF-8 text (one class name per line)") from None
     while labels and not labels[-1].strip():
         labels.pop()
     return labels
