@@ -177,6 +177,8 @@ def test_each_checkpoint_error_is_one_line(ckpt, tmp_path, capsys):
                  "--constant", "nope=1")
     freeze_fails(ckpt["folder"], "no such tensor", "--output-nodes", "nothing_here")
     freeze_fails(ckpt["folder"], "--output-nodes", "--output-name", "probs")
+    assert main(["inspect", ckpt["folder"]]) == 2
+    assert f"compss-infer freeze {ckpt['folder']} --output MODEL.pb" in one_error_line(capsys)
 
 
 # --------------------------------------------------------------------------- run
