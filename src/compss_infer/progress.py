@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 
 class Progress:
@@ -20,6 +20,7 @@ class Progress:
         self._t0 = time.monotonic()
         self._start_done = done
         self._last = self._t0
+        self._last_done_at = self._t0  # when an update last came (a stalled run says so)
         self._bar: Any = None
         if enabled and getattr(self._stream, "isatty", lambda: False)():
             from tqdm import tqdm
@@ -28,6 +29,7 @@ class Progress:
 
     def update(self, n: int, failed: int = 0) -> None:
         self.done += n
+        self._last_done_at = time.monotonic()
         self.failed += failed
         if self._bar is not None:
             self._bar.update(n)
@@ -36,9 +38,23 @@ class Progress:
         else:
             self.tick()
 
-    def tick(self) -> None:
+    def tick(self, waiting_on: Callable[[], str | None] | None = None) -> None:
+        """A periodic line; while nothing finishes, a line naming what the run waits on instead of an ETA."""
         now = time.monotonic()
-        if self._enabled and self._bar is None and now - self._last >= self._every:
+        if not self._enabled or now - self._last < self._every:
+            return
+        stalled = now - self._last_done_at >= self._every and waiting_on is not None
+        what = waiting_on() if stalled else None
+        if what:
+            self._last = now
+            text = (f"compss-infer: {self.done}/{self.total} images, nothing finished for "
+                    f"{now - self._last_done_at:.0f}s; waiting on {what}")
+            if self._bar is not None:
+                self._bar.write(text, file=self._stream)
+            else:
+                self._stream.write(text + "\n")
+                self._stream.flush()
+        elif self._bar is None:
             self._last = now
             self._line()
 

@@ -19,7 +19,7 @@ RUN_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("--chunk-size", "run", "chunk_size", {"type": int, "metavar": "N", "help": "images per task (default: from the workload)"}),
     ("--top-k", "run", "top_k", {"type": int, "metavar": "K", "help": "also write the K best classes and scores"}),
     ("--truth", "run", "truth", {"metavar": "CSV", "help": "ground truth (path,class_id) for accuracy"}),
-    ("--task-timeout", "run", "task_timeout", {"type": float, "metavar": "SEC", "help": "kill a chunk running longer"}),
+    ("--task-timeout", "run", "task_timeout", {"metavar": "SEC|auto|none", "help": "kill a chunk running longer (default auto: from finished chunks)"}),
     ("--max-retries", "run", "max_retries", {"type": int, "metavar": "N", "help": "retries of a failing image (default 2)"}),
     ("--device", "session", "device", {"choices": ["cpu", "gpu"], "help": "run the session on the CPU or a GPU"}),
 )
