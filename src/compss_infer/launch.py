@@ -6,8 +6,10 @@ scripts (and checked again by the engine):
 
 * ``COMPSS_INFER_CU``: computing units per task, read by ``@constraint(computing_units="$COMPSS_INFER_CU")``
   when COMPSs registers the task type; from ``session.intra_op_threads`` (default 1);
-* ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds; from ``run.task_timeout``
-  (default 3600).
+* ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds, the executor's alarm.  The
+  chunk's own limit travels with each task and the task's supervisor enforces it (it kills its
+  child process); the alarm is only a backstop: ``run.task_timeout`` + 5 s for a fixed limit, 0
+  (none) for ``auto`` and ``none``.
 
 ``python -m compss_infer.launch prepare ...`` is what ``scripts/launch_runcompss.sh`` calls.
 """
@@ -27,7 +29,7 @@ from .errors import CompssInferError, ConfigError, InputError
 
 CU_ENV = "COMPSS_INFER_CU"
 TIME_OUT_ENV = "COMPSS_INFER_TIME_OUT"
-DEFAULT_TIME_OUT = 3600
+ALARM_GRACE = 5  # the alarm fires this long after a fixed limit: the supervisor's clear Timeout comes first
 GPU_TASK_CPUS = 1  # the GPU task variant: processors=[1 CPU, 1 GPU]
 
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding compss_infer/
@@ -68,15 +70,20 @@ def computing_units(session: SessionSpec, environ: Mapping[str, str] = os.enviro
     return env or 1
 
 
-def task_time_out(task_timeout: float | None, environ: Mapping[str, str] = os.environ) -> int:
-    """The COMPSs task ``time_out`` in whole seconds: run.task_timeout, else ``$COMPSS_INFER_TIME_OUT``, else 3600."""
-    env = _env_int(TIME_OUT_ENV, environ)
-    if task_timeout:
-        seconds = max(1, math.ceil(task_timeout))
-        if env is not None and env != seconds:
-            raise ConfigError(f"{TIME_OUT_ENV}={env} in the environment but run.task_timeout={task_timeout:g}")
-        return seconds
-    return env or DEFAULT_TIME_OUT
+def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] = os.environ) -> int:
+    """The COMPSs task ``time_out`` (the executor's backstop alarm) in whole seconds, 0 = none.
+
+    A fixed ``run.task_timeout`` gives it + ALARM_GRACE; ``auto`` and ``none`` give 0 (the limit of
+    each chunk travels with the task).  ``$COMPSS_INFER_TIME_OUT``, if set, must agree."""
+    fixed = isinstance(task_timeout, (int, float)) and not isinstance(task_timeout, bool) and task_timeout > 0
+    seconds = max(1, math.ceil(task_timeout)) + ALARM_GRACE if fixed else 0
+    raw = environ.get(TIME_OUT_ENV)
+    if raw not in (None, ""):
+        if not raw.strip().isdigit() or int(raw) != seconds:
+            setting = f"{task_timeout:g}s" if fixed else (task_timeout or "none")
+            raise ConfigError(f"{TIME_OUT_ENV}={raw} in the environment but run.task_timeout={setting} gives "
+                              f"{seconds} (unset {TIME_OUT_ENV}: the launch scripts export it)")
+    return seconds
 
 
 def task_env(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:

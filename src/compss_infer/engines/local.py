@@ -180,6 +180,14 @@ class LocalEngine:
     def slots(self) -> int:
         return self.workers
 
+    def startup_error(self) -> BaseException | None:
+        """Why workers cannot start (a model error, or repeated crashes), once known; else None."""
+        return self._init_error
+
+    def ready(self) -> bool:
+        """Whether a worker has loaded the model."""
+        return self._init_done
+
     def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
         self._queue.append((key, fn, args))
         self._dispatch()
