@@ -8,6 +8,8 @@ The ``auto`` rule, for a chunk of ``n`` images::
     limit = first                                                   while none has (10 x floor)
     + load allowance (5 x floor)                                    when the model is loaded first
 
+A fixed number is the limit itself (plus the same load allowance: loading is not the chunk's work).
+
 with ``floor`` = ``run.task_timeout_floor`` (default 60 s) and ``factor`` = 10.  Why these numbers:
 per-image time varies with image size and with neighbours on a shared node, by 2-3x in practice;
 10x leaves a wide margin, so a chunk killed by the rule was stuck, not slow.  The median, not the
@@ -54,8 +56,8 @@ class TimeLimitPolicy:
 
     @property
     def load_allowance(self) -> float:
-        """Extra seconds for a chunk that loads the model first (auto), or the fixed limit's."""
-        return LOAD_FACTOR * self.floor if self.auto else 0.0
+        """Extra seconds for a chunk that loads the model first (0 when there is no limit at all)."""
+        return LOAD_FACTOR * self.floor if self.auto or self.fixed else 0.0
 
     def describe(self) -> str:
         if self.auto:
@@ -89,7 +91,7 @@ class ChunkClock:
         """Seconds a chunk of ``n_images`` may run (None = no limit); ``loading``: it loads the model first."""
         p = self.policy
         if not p.auto:
-            return p.fixed
+            return None if p.fixed is None else p.fixed + (p.load_allowance if loading else 0.0)
         med = self.median
         base = FIRST_FACTOR * p.floor if med is None else max(p.floor, FACTOR * med * max(1, n_images))
         return base + (p.load_allowance if loading else 0.0)

@@ -296,7 +296,7 @@ class LocalEngine:
         """When ``w`` is past its time: its task's limit, or (auto) the model-loading allowance."""
         if w.task is not None and w.task_limit is not None:
             return w.task_started + w.task_limit
-        if w.state == "starting" and self.clock.policy.auto:
+        if w.state == "starting" and self.clock.policy.load_allowance:
             return w.born + self.clock.policy.load_allowance
         return None
 
