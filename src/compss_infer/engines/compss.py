@@ -76,9 +76,9 @@ class CompssEngine:
         if not os.path.isabs(spec.model.path):
             raise ConfigError(f"model.path must be absolute for COMPSs tasks (they run in a sandbox): {spec.model.path}")
         self._model_path = spec.model.path
-        self._prepare_environment(spec)
         try:
             from pycompss.api.api import compss_wait_on
+            self._prepare_environment(spec)
             tasks = importlib.import_module(TASKS_MODULE)
         except ImportError as exc:
             raise ConfigError(f"run.engine=compss needs PyCOMPSs ({exc}); run it with scripts/launch_runcompss.sh "
