@@ -39,7 +39,7 @@ APP = os.path.join(SRC_DIR, "compss_infer", "compss_app.py")
 EXTRA_FLAGS = frozenset({
     "queue", "reservation", "max_tasks_per_node", "node_memory", "worker_in_master_memory",
     "master_working_dir", "worker_working_dir", "project_name", "job_name", "python_interpreter",
-    "log_level", "tracing", "graph", "summary", "log_dir", "cpu_affinity", "gpu_affinity", "env_script",
+    "log_level", "tracing", "graph", "log_dir", "cpu_affinity", "gpu_affinity", "env_script",
     "pythonpath",
 })
 EXTRA_SWITCHES = frozenset({"-d", "-t", "-g", "--tracing", "--graph", "--summary"})
@@ -225,6 +225,8 @@ def enqueue_command(cfg: RunConfig, config_path: str, opts: SubmitOptions,
         argv.append(f"--gpus_per_node={opts.gpus_per_node}")
     if opts.nodes == 1:
         argv.append(f"--worker_in_master_cpus={opts.cpus_per_node}")
+    if "cpu_affinity" not in given:  # docs/cluster.md: the task's child would keep its first task's CPUs
+        argv.append("--cpu_affinity=disabled")
     if "worker_working_dir" not in given:
         argv.append(f"--worker_working_dir={'local_disk' if cfg.run.stage_model else 'shared_disk'}")
     pythonpath = [SRC_DIR] + [f.split("=", 1)[1] for f, name in extra if name == "pythonpath"]
@@ -255,7 +257,7 @@ def compss_config(config: str | None, flags: dict[str, Any], sets: list[str]) ->
 
 
 def _prepare(argv: Sequence[str]) -> int:
-    from .commands.run import add_run_arguments, flags_from_args
+    from .runflags import add_run_arguments, flags_from_args
     p = argparse.ArgumentParser(prog="python -m compss_infer.launch prepare",
                                 description="check a config for runcompss, write project.xml/resources.xml, "
                                             "print the exports the master needs")
