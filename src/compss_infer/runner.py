@@ -29,12 +29,14 @@ from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
 from .checks import refuse_early
-from .results import Row, labels_from_file, write_atomically, write_json, write_rows
+from .labels import check_labels, label_for, load_labels
+from .results import Row, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
 from .timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
+from .advice import unchosen_preprocessing
 
 log = logging.getLogger("compss_infer")
 
@@ -89,7 +91,7 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
     d = cfg.to_dict()
     ident = {
         "model_sha256": model_sha,
-        "model": {k: d["model"][k] for k in ("input", "output", "feeds")},
+        "model": {k: d["model"][k] for k in ("input", "output", "feeds", "label_offset")},
         "labels_sha256": labels_sha,
         "preprocess": d["preprocess"],
         "session": {k: d["session"][k] for k in ("opt_level", "jit", "device")},
@@ -130,12 +132,12 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     if cfg.run.engine == "sequential" and cfg.run.task_timeout not in (None, "auto"):
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
-    labels = labels_from_file(cfg.model.labels)
+    labels = load_labels(cfg.model.labels)
     truth: Any = None
     if r.truth:
         truth = load_truth_csv(r.truth)
     elif r.truth_from_folders:
-        truth = FolderTruth(labels)
+        truth = FolderTruth(labels, cfg.model.label_offset)
     model_sha = sha256_file(cfg.model.path)
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
 
@@ -172,6 +174,12 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             engine.start(warm_up, spec)
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
+        check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
+        if isinstance(truth, FolderTruth):
+            truth.num_classes = info.num_classes
+        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w]
+        for line in warnings:
+            log.warning("%s", line)
         batch = r.batch_size or info.batch_size
         if fresh:
             chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
@@ -199,7 +207,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         engine.close()
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
-                            batch=batch, chunk=chunk, engine=engine)
+                            batch=batch, chunk=chunk, engine=engine, warnings=warnings)
         journal.remove()
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
@@ -254,7 +262,8 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
 
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
               info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
-              done_before: int, workers: int, batch: int, chunk: int, engine: Any) -> RunSummary:
+              done_before: int, workers: int, batch: int, chunk: int, engine: Any,
+              warnings: list[str] | None = None) -> RunSummary:
     """Assemble the results file in input order from the journal; write the summary and task log."""
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
@@ -282,7 +291,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                     continue
                 counts["ok"] += 1
                 cid = rec.class_ids[j]
-                label = labels[cid] if labels and 0 <= cid < len(labels) else None
+                label = label_for(cid, labels, cfg.model.label_offset)
                 topk = rec.topk_ids[j] if rec.topk_ids is not None else None
                 if scorer:
                     scorer.add(path, cid, topk)
@@ -296,6 +305,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     tasks_path = output + ".tasks.csv"
     write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
     accuracy = scorer.summary() if scorer else None
+    warnings = list(warnings or [])
+    if scorer:
+        for line in scorer.warnings():
+            log.warning("%s", line)
+            warnings.append(line)
+        log.info("%s", scorer.coverage())
     exit_code = 0 if counts["failed"] == 0 else 1
     data: dict[str, Any] = {
         "output": output,
@@ -319,6 +334,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   **{k: v for k, v in info.__dict__.items()}},
         "accuracy": accuracy,
+        "warnings": warnings,
         "config": cfg.to_dict(),
         "versions": _versions(),
         "host": socket.gethostname(),
