@@ -176,9 +176,10 @@ def test_computing_units_and_time_out_come_from_the_config_or_the_environment(ma
     assert computing_units(SessionSpec(intra_op_threads=2), {"COMPSS_INFER_CU": "2"}) == 2
     with pytest.raises(ConfigError, match="COMPSS_INFER_CU=4 in the environment but session.intra_op_threads=2"):
         computing_units(SessionSpec(intra_op_threads=2), {"COMPSS_INFER_CU": "4"})
-    # the executor's alarm is a backstop: a fixed limit + 5 s; auto/none: none (each task carries its limit)
-    assert task_time_out("auto", {}) == 0 and task_time_out(None, {}) == 0 and task_time_out(2.5, {}) == 8
-    assert task_time_out(30, {"COMPSS_INFER_TIME_OUT": "35"}) == 35
+    # the executor's alarm is a backstop: a fixed limit + the loading allowance (5 x floor) + 5 s;
+    # auto/none: none (each task carries its own limit)
+    assert task_time_out("auto", {}) == 0 and task_time_out(None, {}) == 0 and task_time_out(2.5, {}) == 308
+    assert task_time_out(30, {"COMPSS_INFER_TIME_OUT": "45"}, floor=2) == 45
     with pytest.raises(ConfigError, match="run.task_timeout=30"):
         task_time_out(30, {"COMPSS_INFER_TIME_OUT": "60"})
 

@@ -78,7 +78,7 @@ def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_l
     spec = spec_for(tm.write_graph(slow_in_kernels_graph(), str(tmp_path / "slow.pb")))
     runtime = master(cpus=1, optimize=False)
     executors = runtime.executor_pids()
-    engine = make_engine("compss", workers=1, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=4))
+    engine = make_engine("compss", workers=1, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=10))
     engine.start(warm_up, spec)
     engine.preflight()
     assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the child has loaded the model

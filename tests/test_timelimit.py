@@ -4,8 +4,6 @@ The rule's floor is a knob (run.task_timeout_floor) so these tests take seconds,
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,8 +16,7 @@ from compss_infer.contracts import ChunkResult, TaskTiming
 from compss_infer.engines import make_engine
 from compss_infer.errors import ConfigError
 from compss_infer.timelimit import ChunkClock, TimeLimitPolicy
-
-FAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults")
+from test_fault_injection import run_with_faults
 
 
 def test_the_rule():
@@ -79,12 +76,8 @@ def test_a_hung_decode_under_the_default_auto_costs_only_its_row(tmp_path):
     (images / "img_00004_hang.png").write_bytes(b"HANG" + b"\0" * 64)
     model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "m.pb"))
     out = str(tmp_path / "out.csv")
-    env = {**os.environ, "COMPSS_INFER_TEST_FAULTS": "1", "PYTHONPATH": os.pathsep.join([FAULTS, *sys.path])}
-    cmd = [sys.executable, "-m", "compss_infer", "run", "--model", model, "--images", str(images), "--output", out,
-           "--set", "preprocess.mode=L", "--chunk-size", "4", "--workers", "2", "--max-retries", "0",
-           "--set", "run.task_timeout_floor=0.4"]  # no --task-timeout: the default auto rule
-    t0 = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    t0 = time.monotonic()  # no --task-timeout: the default auto rule, with a small floor
+    res = run_with_faults(model, str(images), out, "--max-retries", "0", "--set", "run.task_timeout_floor=0.4")
     assert res.returncode == 1, res.stderr
     rows = {r["path"]: r for r in csv.DictReader(open(out))}
     assert len(rows) == 12

@@ -8,8 +8,8 @@ scripts (and checked again by the engine):
   when COMPSs registers the task type; from ``session.intra_op_threads`` (default 1);
 * ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds, the executor's alarm.  The
   chunk's own limit travels with each task and the task's supervisor enforces it (it kills its
-  child process); the alarm is only a backstop: ``run.task_timeout`` + 5 s for a fixed limit, 0
-  (none) for ``auto`` and ``none``.
+  child process); the alarm is only a backstop: ``run.task_timeout`` + the model-loading allowance
+  (5 x ``run.task_timeout_floor``) + 5 s for a fixed limit, 0 (none) for ``auto`` and ``none``.
 
 ``python -m compss_infer.launch prepare ...`` is what ``scripts/launch_runcompss.sh`` calls.
 """
@@ -70,13 +70,17 @@ def computing_units(session: SessionSpec, environ: Mapping[str, str] = os.enviro
     return env or 1
 
 
-def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] = os.environ) -> int:
+def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] = os.environ,
+                  floor: float | None = None) -> int:
     """The COMPSs task ``time_out`` (the executor's backstop alarm) in whole seconds, 0 = none.
 
-    A fixed ``run.task_timeout`` gives it + ALARM_GRACE; ``auto`` and ``none`` give 0 (the limit of
-    each chunk travels with the task).  ``$COMPSS_INFER_TIME_OUT``, if set, must agree."""
+    A fixed ``run.task_timeout`` gives it + the model-loading allowance + ALARM_GRACE (the
+    supervisor's own, clearer Timeout comes first); ``auto`` and ``none`` give 0 (the limit of each
+    chunk travels with the task).  ``$COMPSS_INFER_TIME_OUT``, if set, must agree."""
+    from .timelimit import TimeLimitPolicy
     fixed = isinstance(task_timeout, (int, float)) and not isinstance(task_timeout, bool) and task_timeout > 0
-    seconds = max(1, math.ceil(task_timeout)) + ALARM_GRACE if fixed else 0
+    load = TimeLimitPolicy(auto=False, fixed=float(task_timeout), floor=floor or 60.0).load_allowance if fixed else 0
+    seconds = max(1, math.ceil(task_timeout)) + math.ceil(load) + ALARM_GRACE if fixed else 0
     raw = environ.get(TIME_OUT_ENV)
     if raw not in (None, ""):
         if not raw.strip().isdigit() or int(raw) != seconds:
@@ -89,7 +93,7 @@ def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] =
 def task_env(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The variables the master's environment must carry for this config."""
     return {CU_ENV: str(computing_units(cfg.session, environ)),
-            TIME_OUT_ENV: str(task_time_out(cfg.run.task_timeout, environ))}
+            TIME_OUT_ENV: str(task_time_out(cfg.run.task_timeout, environ, cfg.run.task_timeout_floor))}
 
 
 def cpus_per_task(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> int:

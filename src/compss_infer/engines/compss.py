@@ -104,7 +104,7 @@ class CompssEngine:
             computing_units(spec.session)
         except ConfigError as exc:
             raise ConfigError(f"{exc.one_line().split(': ', 1)[-1]}; start through {scripts}") from None
-        os.environ[TIME_OUT_ENV] = str(task_time_out(self._setting()))
+        os.environ[TIME_OUT_ENV] = str(task_time_out(self._setting(), floor=self.clock.policy.floor))
 
     def _setting(self) -> float | str | None:
         p = self.clock.policy
