@@ -84,3 +84,16 @@ def test_a_hung_decode_under_the_default_auto_costs_only_its_row(tmp_path):
     assert rows["img_00004_hang.png"]["error"].startswith("TaskFailed: task ran past its time limit")
     assert all(int(r["class_id"]) == truth[p] for p, r in rows.items() if not r["error"])
     assert time.monotonic() - t0 < 90
+
+
+def test_a_stalled_run_says_what_it_waits_on_instead_of_an_eta():
+    import io
+    from compss_infer.progress import Progress
+    stream = io.StringIO()
+    p = Progress(total=10, stream=stream, every=0.05)
+    p.update(4)
+    time.sleep(0.12)
+    p.tick(lambda: "chunk at image 4 (4 images) on worker process 123, running 70s, limit 60s")
+    line = stream.getvalue().splitlines()[-1]
+    assert "4/10 images, nothing finished for" in line and "ETA" not in line
+    assert line.endswith("waiting on chunk at image 4 (4 images) on worker process 123, running 70s, limit 60s")
