@@ -34,6 +34,7 @@ from .labels import check_labels, label_for, load_labels
 from .results import Row, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
+from .timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
 from .advice import unchosen_preprocessing
@@ -94,7 +95,7 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
     r = cfg.run
-    return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
+    return {"workers": workers, "start_method": r.start_method, "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),
             "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus}
 
 
@@ -119,7 +120,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
     output, fmt = refuse_early(cfg)
-    if cfg.run.engine == "sequential" and cfg.run.task_timeout:
+    if cfg.run.engine == "sequential" and cfg.run.task_timeout not in (None, "auto"):
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
     labels = load_labels(cfg.model.labels)
