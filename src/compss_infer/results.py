@@ -51,11 +51,21 @@ def round_score(value: float | None) -> float | None:
     return None if value is None else float(fmt_score(value))
 
 
+def header_cells(top_k: int) -> list[str]:
+    return CSV_COLUMNS + (TOPK_COLUMNS if top_k > 1 else [])
+
+
+def header_bytes(fmt: str, top_k: int) -> bytes:
+    """What a results file starts with before its rows (the CSV header line; nothing for JSONL)."""
+    return (",".join(header_cells(top_k)) + "\n").encode() if fmt == "csv" else b""
+
+
 class CsvWriter:
-    def __init__(self, fh: Any, top_k: int):
+    def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._w = csv.writer(fh, lineterminator="\n")
         self._topk = top_k > 1
-        self._w.writerow(CSV_COLUMNS + (TOPK_COLUMNS if self._topk else []))
+        if header:
+            self._w.writerow(header_cells(top_k))
 
     def write(self, row: Row) -> None:
         cells = [row.path, "" if row.class_id is None else str(row.class_id), fmt_score(row.score),
@@ -67,7 +77,7 @@ class CsvWriter:
 
 
 class JsonlWriter:
-    def __init__(self, fh: Any, top_k: int):
+    def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._fh = fh
         self._topk = top_k > 1
 
@@ -95,6 +105,12 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
 def write_atomically(path: str, writer: Any) -> None:
     """Call ``writer(fh)`` on a text file that replaces ``path`` only once complete."""
     with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        writer(fh)
+
+
+def write_atomically_bytes(path: str, writer: Any) -> None:
+    """Call ``writer(fh)`` on a binary file that replaces ``path`` only once complete."""
+    with atomic_open(path, "wb") as fh:
         writer(fh)
 
 

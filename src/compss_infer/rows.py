@@ -1,0 +1,83 @@
+"""A chunk's result rows, formatted where the chunk ran, so the master only concatenates bytes.
+
+``classify_rows`` is the task the local and sequential engines run: it resolves the chunk's plan
+lines to paths, calls the classify function (``worker.classify_chunk``) and turns its ChunkResult
+into the chunk's finished results-file bytes (``format_chunk``), plus the little the master still
+needs per image: class ids (for ``--truth``) and the error texts.  The same ``format_chunk`` runs in
+the master for an engine whose task returns a plain ChunkResult (COMPSs), so the bytes are the
+same whichever side formatted them.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .contracts import ChunkResult
+from .inputs import absolute, decode_lines
+from .results import WRITERS, Row
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """What shapes a row's bytes besides the model's answer."""
+
+    fmt: str = "csv"
+    top_k: int = 1
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass
+class ChunkRows:
+    """One chunk's rows, ready to journal: ``rows`` is the results-file bytes of its images, in order."""
+
+    count: int
+    rows: bytes
+    class_ids: np.ndarray  # int32, -1 where the image failed
+    topk_ids: np.ndarray | None  # (n, k) int32
+    errors: dict[int, str]
+    timing: Any = None  # contracts.TaskTiming
+
+
+def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> ChunkRows:
+    """The rows of ``result`` for paths ``listed`` (as the user listed them), with the results writers."""
+    buf = io.StringIO()
+    writer = WRITERS[rf.fmt](buf, rf.top_k, header=False)
+    labels = rf.labels
+    ids = result.class_ids.tolist()
+    scores = result.scores.tolist() if result.scores is not None else None
+    topk = result.topk_ids.tolist() if result.topk_ids is not None else None
+    topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
+    errors = result.errors
+    for j, path in enumerate(listed):
+        err = errors.get(j) if errors else None
+        if err is not None:
+            writer.write(Row(path, None, None, None, err))
+            continue
+        cid = ids[j]
+        score = scores[j] if scores is not None else None
+        tks = None
+        if topk_scores is not None:
+            tks = [None if v != v else v for v in topk_scores[j]]
+        writer.write(Row(path, cid, None if score is None or score != score else score,
+                         labels[cid] if labels and 0 <= cid < len(labels) else None, None,
+                         topk[j] if topk is not None else None, tks))
+    class_ids = result.class_ids.astype(np.int32)
+    if errors:
+        class_ids[list(errors)] = -1
+    return ChunkRows(count=len(listed), rows=buf.getvalue().encode("utf-8", "surrogateescape"),
+                     class_ids=class_ids,
+                     topk_ids=None if result.topk_ids is None else result.topk_ids.astype(np.int32),
+                     errors=dict(errors), timing=result.timing)
+
+
+def classify_rows(classify: Callable[[Any, list[str]], ChunkResult], spec: Any, rf: RowFormat, base: str,
+                  blob: bytes) -> ChunkRows:
+    """The worker-side task: plan lines in, formatted rows out."""
+    listed = decode_lines(blob)
+    result = classify(spec, [absolute(base, p) for p in listed])
+    if not isinstance(result, ChunkResult) or len(result) != len(listed):
+        raise RuntimeError(f"the task returned {type(result).__name__}, not a result for {len(listed)} images")
+    return format_chunk(result, listed, rf)
