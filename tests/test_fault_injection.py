@@ -39,9 +39,10 @@ def start(model, images, out, *extra, workers=1):
 
 
 def journal_lines(out):
+    """Records in the journal (the count of record magics; a torn last one counts too)."""
     try:
-        with open(out + ".journal/chunks.jsonl", "rb") as fh:
-            return fh.read().count(b"\n")
+        with open(out + ".journal/chunks.bin", "rb") as fh:
+            return fh.read().count(b"CIJ2")
     except FileNotFoundError:
         return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -192,9 +191,13 @@ def discover(images_dir: str) -> Iterator[str]:
     return _walk_sorted(images_dir)
 
 
-# A block of a list file needs line-by-line handling only if it has a blank or comment line, a CR,
-# a NUL or a line starting with a double quote; checked in C over the whole block.
-_SLOW = re.compile(rb'(?:^|\n)(?:[ \t\x0b\x0c]*(?:\n|$)|#|")|[\r\x00]')
+# A block of a list file needs line-by-line handling only if it may have a blank or comment line, a
+# CR or a line starting with a double quote or white space; checked with memchr-speed searches.
+_SLOW_MARKS = (b"\n\n", b"\n#", b'\n"', b"\r", b"\n ", b"\n\t", b"\n\x0b", b"\n\x0c")
+
+
+def _needs_lines(blob: bytes) -> bool:
+    return blob[:1] in (b"\n", b"#", b'"', b" ", b"\t", b"\x0b", b"\x0c") or any(m in blob for m in _SLOW_MARKS)
 _BOMS = [(b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
          (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")]
 
@@ -292,7 +295,7 @@ def _plan_list(list_file: str, plan_path: str, base: str) -> "Plan":
     tmp = plan_path + ".tmp"
     with open(list_file, "rb") as src, open(tmp, "wb") as out:
         for blob, _ in _list_blocks(list_file, src):
-            if _SLOW.search(blob):
+            if _needs_lines(blob):
                 kept = []
                 for line in blob.decode("utf-8").split("\n")[:-1]:
                     line = line.rstrip("\r")
