@@ -94,10 +94,18 @@ WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 
 def check_output(output: str, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber: an existing results file needs --overwrite (exit 2)."""
+    """Refuse to clobber: an existing results file needs --overwrite (exit 2).
+
+    Each hint names a command that works: with an interrupted run's journal beside the old results
+    (a run started with --overwrite and stopped), that is ``--resume --overwrite``.
+    """
     if os.path.isdir(output):
         raise InputError(f"--output {output} is a directory")
     if os.path.exists(output) and not overwrite:
+        if os.path.isfile(os.path.join(output + ".journal", "header.json")):
+            raise InputError(f"output exists: {output}, and an interrupted run's journal is at {output}.journal: "
+                             "use --resume --overwrite to continue that run and replace the file, "
+                             "or --overwrite to start afresh")
         hint = "the run already finished; " if resume else ""
         raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
 

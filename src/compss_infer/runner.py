@@ -227,8 +227,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     except Interrupted as exc:
         engine.close(abort=True)
         journal.close()
+        again = "--resume --overwrite" if os.path.exists(output) else "--resume"
         raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
-                          f"run again with --resume to continue") from None
+                          f"run again with {again} to continue") from None
     except CompssInferError:
         engine.close(abort=True)
         if fresh and not journal.covered():
