@@ -61,6 +61,7 @@ class Record:
     errors: dict[int, str]
     timing: list[Any] | None
     attempts: int = 1
+    ends: list[int] | None = None  # row end offsets, only when a row holds a line break
 
     @classmethod
     def from_rows(cls, start: int, rows: Any, attempts: int) -> "Record":
@@ -70,7 +71,8 @@ class Record:
                                          round(t.load_s, 6), round(t.decode_s, 6), round(t.infer_s, 6),
                                          t.model_id]
         return cls(start=start, count=rows.count, rows=rows.rows, class_ids=rows.class_ids,
-                   topk_ids=rows.topk_ids, errors=dict(rows.errors), timing=timing, attempts=attempts)
+                   topk_ids=rows.topk_ids, errors=dict(rows.errors), timing=timing, attempts=attempts,
+                   ends=rows.ends)
 
     def encode(self) -> bytes:
         k = 0 if self.topk_ids is None else int(self.topk_ids.shape[1]) if self.topk_ids.ndim == 2 else 0
@@ -81,6 +83,8 @@ class Record:
             meta["t"] = self.timing
         if self.attempts != 1:
             meta["a"] = self.attempts
+        if self.ends is not None:
+            meta["ends"] = self.ends
         mb = json.dumps(meta, separators=(",", ":")).encode()
         parts = [_META.pack(len(mb)), mb, np.ascontiguousarray(self.class_ids, "<i4").tobytes()]
         if k:
@@ -105,7 +109,7 @@ class Record:
         rows = payload[pos:pos + meta["rows"]]
         return cls(start=start, count=count, rows=rows, class_ids=ids, topk_ids=topk,
                    errors={int(i): v for i, v in meta.get("err", {}).items()}, timing=meta.get("t"),
-                   attempts=meta.get("a", 1))
+                   attempts=meta.get("a", 1), ends=meta.get("ends"))
 
 
 def _read_head(buf: bytes) -> tuple[int, int, int, int] | None:

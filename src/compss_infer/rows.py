@@ -39,6 +39,7 @@ class ChunkRows:
     topk_ids: np.ndarray | None  # (n, k) int32
     errors: dict[int, str]
     timing: Any = None  # contracts.TaskTiming
+    ends: list[int] | None = None  # byte end of each row, only when a row holds a line break itself
 
 
 def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> ChunkRows:
@@ -67,10 +68,44 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     class_ids = result.class_ids.astype(np.int32)
     if errors:
         class_ids[list(errors)] = -1
-    return ChunkRows(count=len(listed), rows=buf.getvalue().encode("utf-8", "surrogateescape"),
+    data = buf.getvalue().encode("utf-8", "surrogateescape")
+    ends = None
+    if data.count(b"\n") != len(listed):  # a quoted line break inside a row (rare): keep the row ends
+        ends = _row_ends(data, len(listed), rf)
+    return ChunkRows(count=len(listed), rows=data, ends=ends,
                      class_ids=class_ids,
                      topk_ids=None if result.topk_ids is None else result.topk_ids.astype(np.int32),
                      errors=dict(errors), timing=result.timing)
+
+
+def _row_ends(data: bytes, n: int, rf: RowFormat) -> list[int]:
+    """Byte end of each of the ``n`` rows in ``data``, found by parsing it as the writer's format."""
+    import csv
+    text = data.decode("utf-8", "surrogateescape")
+    ends, pos = [], 0
+    if rf.fmt == "csv":
+        pending: list[str] = []
+
+        def counted() -> Any:
+            for line in text.split("\n")[:-1]:
+                pending.append(line + "\n")
+                yield line + "\n"
+        for _ in csv.reader(counted()):
+            pos += len("".join(pending).encode("utf-8", "surrogateescape"))
+            pending.clear()
+            ends.append(pos)
+    else:
+        for line in text.split("\n")[:-1]:
+            pos += len(line.encode("utf-8", "surrogateescape")) + 1
+            ends.append(pos)
+    return ends
+
+
+def row_ends(rows: bytes, count: int, ends: list[int] | None) -> np.ndarray:
+    """End offset of each row: the newlines, unless the record kept its own ``ends``."""
+    if ends is not None:
+        return np.asarray(ends, np.int64)
+    return np.flatnonzero(np.frombuffer(rows, np.uint8) == 10) + 1
 
 
 def classify_rows(classify: Callable[[Any, list[str]], ChunkResult], spec: Any, rf: RowFormat, base: str,

@@ -25,14 +25,15 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, InputError, ModelError
+from .errors import CompssInferError, ConfigError, InputError, ModelError
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
 from .checks import refuse_early
 from .results import header_bytes, labels_from_file, write_atomically, write_atomically_bytes, write_json
-from .rows import RowFormat
+from .results import MANIFEST, ShardedWriter, is_sharded
+from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
 from .session import available_cpus
 from .sizing import auto_chunk, auto_workers, visible_gpus
@@ -145,6 +146,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
     output, fmt = refuse_early(cfg)
+    if is_sharded(output) != bool(cfg.run.shard_rows):
+        raise ConfigError("run.shard_rows goes with an --output folder ending in / (DIR/): give both or neither")
     if cfg.run.engine == "sequential" and cfg.run.task_timeout:
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
@@ -227,7 +230,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     except Interrupted as exc:
         engine.close(abort=True)
         journal.close()
-        again = "--resume --overwrite" if os.path.exists(output) else "--resume"
+        old_results = os.path.join(output, MANIFEST) if is_sharded(output) else output
+        again = "--resume --overwrite" if os.path.exists(old_results) else "--resume"
         raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
                           f"run again with {again} to continue") from None
     except CompssInferError:
@@ -291,7 +295,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
 
     def body(fh: Any) -> None:
         """The header, then each record's rows in input order: bytes concatenated, no per-row object."""
-        fh.write(header_bytes(fmt, top_k))
+        if fh is not None:
+            fh.write(header_bytes(fmt, top_k))
         for rec in journal.records_in_order(plan.count):
             if rec.timing is not None:
                 tasks.append([rec.start, rec.count, *rec.timing, rec.attempts, len(rec.errors)])
@@ -305,9 +310,22 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                 failed = np.zeros(rec.count, bool)
                 failed[list(rec.errors)] = True
                 scorer.add_many(decode_lines(listed.take(rec.count)), rec.class_ids, rec.topk_ids, failed)
-            fh.write(rec.rows)
+            if shards is not None:
+                shards.write(rec.rows, row_ends(rec.rows, rec.count, rec.ends))
+            else:
+                fh.write(rec.rows)
 
-    write_atomically_bytes(output, body)
+    if is_sharded(output):
+        shards = ShardedWriter(output, fmt, top_k, cfg.run.shard_rows or plan.count)
+        try:
+            body(None)
+        except BaseException:
+            shards.abort()
+            raise
+        shards.close(plan.count)
+    else:
+        shards = None
+        write_atomically_bytes(output, body)
     wall = time.monotonic() - t0
     processed = plan.count - done_before
     summary_path = output + ".summary.json"
