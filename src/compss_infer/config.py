@@ -9,6 +9,7 @@ starts; a problem raises :class:`ConfigError` naming the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
@@ -36,6 +37,7 @@ class ModelSpec:
     labels: str | None = None
     card: str | None = None
     allow_unsafe_ops: bool = False
+    label_offset: int = 0  # class i is named by labels line i - offset (1: TF-slim background class 0)
 
 
 @dataclass(frozen=True)
@@ -98,10 +100,13 @@ class RunConfig:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     session: SessionSpec = field(default_factory=SessionSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    # "section.key" of every value some layer (card, file, flag, --set) set: to tell a default nobody chose
+    chosen: frozenset[str] = field(default=frozenset(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-serialisable form (for summaries and fingerprints)."""
         d = asdict(self)
+        d.pop("chosen", None)
         d["model"]["feeds"] = {k: v for k, v in self.model.feeds}
         for key in ("size", "mean", "std"):
             value = d["preprocess"][key]
@@ -232,6 +237,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "labels": _str(),
         "card": _str(),
         "allow_unsafe_ops": _bool,
+        "label_offset": _int(),
     },
     "preprocess": {
         "size": _size,
@@ -409,7 +415,9 @@ def build_config(config_file: str | None = None, flags: dict[str, Any] | None = 
         card = card_path_for(model_path)
         card_tree = _load_card(card)
         user["model"]["card"] = card
-    return _validate(_merge(card_tree, user))
+    merged = _merge(card_tree, user)
+    chosen = frozenset(f"{section}.{key}" for section, body in merged.items() for key in body)
+    return dataclasses.replace(_validate(merged), chosen=chosen)
 
 
 def config_to_yaml(cfg: RunConfig) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from . import graph as graphmod
 from .contracts import ModelInfo, WorkerSpec
 from .errors import ModelError
+from .modelcheck import error_text
 from .session import check_device, config_proto, import_tf, resolve_threads
 from .sizing import auto_batch
 
@@ -87,7 +88,11 @@ class Predictor:
             m = len(piece)
             if m < fixed:  # pad the last slice with copies of its first item
                 piece = np.concatenate([piece, np.repeat(piece[:1], fixed - m, axis=0)])
-            outs.append(self._run(piece)[:m])
+            out = self._run(piece)
+            if out.ndim == 0 or out.shape[0] != fixed:  # slicing would hide rows that are not per image
+                raise ModelError(f"output {self.info.output_name} has shape {tuple(out.shape)} for the fixed "
+                                 f"input batch of {fixed}: rows do not match images")
+            outs.append(out[:m])
         return np.concatenate(outs)
 
     def close(self) -> None:
@@ -96,6 +101,5 @@ class Predictor:
 
 
 def _tf_message(exc: BaseException) -> str:
-    """First line of a TensorFlow error, without the graph-construction traceback."""
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(exc).__name__
+    """The reason of a TensorFlow error in one line, without "Graph execution error:" and tracebacks."""
+    return error_text(exc)

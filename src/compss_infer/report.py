@@ -112,10 +112,13 @@ def load_run(results: str) -> RunData:
     except FileNotFoundError:
         notes.append(f"no task log at {tasks_path}: timeline and throughput left out")
     labels = None
-    labels_path = ((summary.get("config") or {}).get("model") or {}).get("labels")
+    model_cfg = (summary.get("config") or {}).get("model") or {}
+    labels_path = model_cfg.get("labels")
     if labels_path and os.path.isfile(labels_path):
-        with open(labels_path, encoding="utf-8") as fh:
-            labels = [line.rstrip("\r\n") for line in fh]
+        from .labels import load_labels
+        offset = int(model_cfg.get("label_offset") or 0)  # indexed by class id below: shift by the offset
+        lines = load_labels(labels_path) or []
+        labels = [str(i) for i in range(offset)] + lines if offset >= 0 else lines[-offset:]
     return RunData(results=results, summary=summary, tasks=tasks, labels=labels, notes=notes)
 
 

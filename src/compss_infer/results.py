@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from .atomic import atomic_open
-from .errors import ConfigError, InputError
+from .errors import InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
@@ -234,14 +234,6 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
 
 
 def labels_from_file(path: str | None) -> Sequence[str] | None:
-    """Line i names class i (trailing blank lines ignored)."""
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            labels = [line.rstrip("\r\n") for line in fh]
-    except OSError as exc:
-        raise ConfigError(f"model.labels: cannot read {path}: {exc.strerror}") from None
-    while labels and not labels[-1].strip():
-        labels.pop()
-    return labels
+    """Line i names class i (kept for callers; the loader lives in labels.py with the offset and checks)."""
+    from .labels import load_labels
+    return load_labels(path)

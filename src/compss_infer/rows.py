@@ -17,6 +17,7 @@ import numpy as np
 
 from .contracts import ChunkResult
 from .inputs import absolute, decode_lines
+from .labels import label_for
 from .results import WRITERS, Row
 
 
@@ -27,6 +28,7 @@ class RowFormat:
     fmt: str = "csv"
     top_k: int = 1
     labels: tuple[str, ...] | None = None
+    label_offset: int = 0  # model.label_offset: class id of the labels file's first line
 
 
 @dataclass
@@ -63,7 +65,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
         if topk_scores is not None:
             tks = [None if v != v else v for v in topk_scores[j]]
         writer.write(Row(path, cid, None if score is None or score != score else score,
-                         labels[cid] if labels and 0 <= cid < len(labels) else None, None,
+                         label_for(cid, labels, rf.label_offset), None,
                          topk[j] if topk is not None else None, tks))
     class_ids = result.class_ids.astype(np.int32)
     if errors:

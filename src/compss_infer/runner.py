@@ -31,13 +31,15 @@ from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress
 from .checks import refuse_early
-from .results import header_bytes, labels_from_file, write_atomically, write_atomically_bytes, write_json
+from .labels import check_labels, load_labels
+from .results import header_bytes, write_atomically, write_atomically_bytes, write_json
 from .results import MANIFEST, ShardedWriter, is_sharded
 from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
 from .session import available_cpus
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
+from .advice import unchosen_preprocessing
 
 log = logging.getLogger("compss_infer")
 
@@ -95,7 +97,7 @@ def fingerprint_parts(cfg: RunConfig, model_sha: str, labels_sha: str | None, fm
     """
     d = cfg.to_dict()
     config = {
-        "model": {k: d["model"][k] for k in ("input", "output", "feeds")},
+        "model": {k: d["model"][k] for k in ("input", "output", "feeds", "label_offset")},
         "preprocess": d["preprocess"],
         "session": {k: d["session"][k] for k in ("opt_level", "jit", "device")},
         "top_k": cfg.run.top_k,
@@ -151,12 +153,12 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     if cfg.run.engine == "sequential" and cfg.run.task_timeout:
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
-    labels = labels_from_file(cfg.model.labels)
+    labels = load_labels(cfg.model.labels)
     truth: Any = None
     if r.truth:
         truth = load_truth_csv(r.truth)
     elif r.truth_from_folders:
-        truth = FolderTruth(labels)
+        truth = FolderTruth(labels, cfg.model.label_offset)
     model_sha = sha256_file(cfg.model.path)
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
 
@@ -195,6 +197,12 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             engine.start(warm_up, spec)
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
+        check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
+        if isinstance(truth, FolderTruth):
+            truth.num_classes = info.num_classes
+        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w]
+        for line in warnings:
+            log.warning("%s", line)
         batch = r.batch_size or info.batch_size
         if fresh:
             chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
@@ -214,7 +222,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         log.info("%d images (%d already done), engine %s, %d worker(s), batch %d, chunk %d",
                  plan.count, done_before, r.engine, workers, batch, chunk)
         row_format = RowFormat(fmt=fmt, top_k=r.top_k,
-                               labels=tuple(labels) if labels else None)
+                               labels=tuple(labels) if labels else None, label_offset=cfg.model.label_offset)
         scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window, row_format)
         try:
             stats = scheduler.run(iter_chunks(plan, chunk, covered, first_chunk))
@@ -224,7 +232,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         engine.close()
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
-                            batch=batch, chunk=chunk, engine=engine)
+                            batch=batch, chunk=chunk, engine=engine, warnings=warnings)
         journal.remove()
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
@@ -283,7 +291,8 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
 
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
               info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
-              done_before: int, workers: int, batch: int, chunk: int, engine: Any) -> RunSummary:
+              done_before: int, workers: int, batch: int, chunk: int, engine: Any,
+              warnings: list[str] | None = None) -> RunSummary:
     """Assemble the results file in input order from the journal; write the summary and task log."""
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
@@ -332,6 +341,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     tasks_path = output + ".tasks.csv"
     write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
     accuracy = scorer.summary() if scorer else None
+    warnings = list(warnings or [])
+    if scorer:
+        for line in scorer.warnings():
+            log.warning("%s", line)
+            warnings.append(line)
+        log.info("%s", scorer.coverage())
     exit_code = 0 if counts["failed"] == 0 else 1
     data: dict[str, Any] = {
         "output": output,
@@ -355,6 +370,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   **{k: v for k, v in info.__dict__.items()}},
         "accuracy": accuracy,
+        "warnings": warnings,
         "config": cfg.to_dict(),
         "versions": _versions(),
         "host": socket.gethostname(),

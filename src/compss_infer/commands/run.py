@@ -64,7 +64,8 @@ def print_summary(summary: Any, stream: Any = None) -> None:
     line = (f"compss-infer: {summary.images} images, {summary.classified} classified, {summary.failed} failed "
             f"in {summary.wall_s:.1f}s ({summary.images_per_s:.0f} img/s) -> {summary.output}")
     if summary.accuracy is not None:
-        line += f"; accuracy {summary.accuracy:.4f}"
+        coverage = (summary.data.get("accuracy") or {}).get("coverage")  # "accuracy X on N of M images"
+        line += f"; {coverage}" if coverage else f"; accuracy {summary.accuracy:.4f}"
     print(line, file=stream)
     if summary.report:
         print(f"compss-infer: report {summary.report}", file=stream)
