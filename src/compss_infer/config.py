@@ -107,7 +107,7 @@ class RunConfig:
         """Plain, YAML/JSON-serialisable form (for summaries and fingerprints)."""
         d = asdict(self)
         d.pop("chosen", None)
-        d["model"]["feeds"] = {k: v for k, v in self.model.feeds}
+        d["model"]["feeds"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.feeds}
         for key in ("size", "mean", "std"):
             value = d["preprocess"][key]
             d["preprocess"][key] = list(value) if value is not None else None
@@ -215,7 +215,7 @@ def _feeds(key: str, v: Any) -> Any:
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
             raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
-        out.append((name, value))
+        out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
 
@@ -290,7 +290,7 @@ def _resolve_paths(tree: dict[str, Any], base: str | None) -> dict[str, Any]:
     out = copy.deepcopy(tree)
     for section, key in PATH_KEYS:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and not (key == "output" and value == "-"):  # "-": refused later
             value = os.path.expanduser(value)
             keep_slash = (section, key) == ("run", "output") and value.endswith(("/", os.sep))  # DIR/: sharded
             out[section][key] = os.path.normpath(os.path.join(base or os.getcwd(), value)) + (os.sep if keep_slash else "")
@@ -333,6 +333,8 @@ def load_yaml(path: str, what: str = "config") -> Any:
         raise ConfigError(f"{what} file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(f"{what} file {path} is not text (not UTF-8): give a YAML file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -57,11 +57,17 @@ class Predictor:
         info = self.info
         if info.takes_paths:
             return
-        n = info.fixed_batch or info.batch_size  # the real batch shape: oneDNN prepares per shape
-        zeros = np.zeros((n, info.height, info.width, info.channels), dtype=self._np_dtype)
+        # the real batch shape (oneDNN prepares per shape), but never more images than the run has
+        n = info.fixed_batch or min(info.batch_size, self.spec.warm_up_images or info.batch_size)
         try:
+            zeros = np.zeros((n, info.height, info.width, info.channels), dtype=self._np_dtype)
             self.infer(zeros)
+        except MemoryError:
+            raise ModelError(f"a batch of {n} images does not fit in memory: use a smaller --batch-size") from None
         except Exception as exc:
+            if type(exc).__name__ == "ResourceExhaustedError":
+                raise ModelError(f"a batch of {n} images cannot be allocated ({_tf_message(exc)}): "
+                                 f"use a smaller --batch-size") from None
             raise ModelError(f"the model fails on a test batch: {_tf_message(exc)}") from None
 
     def _run(self, value: Any) -> np.ndarray:

@@ -297,7 +297,9 @@ def render_html(data: RunData, pngs: dict[str, bytes]) -> str:
         ("results", data.results), ("images", s.get("images")), ("classified", s.get("classified")),
         ("failed", s.get("failed")),
         ("failures by kind", ", ".join(f"{k}: {v}" for k, v in (s.get("failures_by_kind") or {}).items()) or None),
-        ("wall time", f"{s.get('wall_s')} s"), ("throughput", f"{s.get('images_per_s')} images/s"),
+        ("wall time", f"{s.get('wall_s')} s"), ("throughput", f"{s.get('images_per_s')} img/s whole process"),
+        ("after the first result", f"{s['after_first_images_per_s']} img/s"
+         if s.get("after_first_images_per_s") else None),
         ("first result after", f"{s.get('first_result_s')} s" if s.get("first_result_s") is not None else None),
         ("engine", s.get("engine")), ("workers", s.get("workers")), ("batch size", s.get("batch_size")),
         ("chunk size", s.get("chunk_size")), ("accuracy", _pct(acc.get("accuracy")) if acc else "no ground truth given"),

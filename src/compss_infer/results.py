@@ -94,7 +94,8 @@ WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 
 def check_output(output: str, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber: an existing results file needs --overwrite (exit 2).
+    """Refuse to clobber: an existing results file needs --overwrite (exit 2); a directory, device,
+    FIFO or socket is never replaced, even with --overwrite.
 
     Each hint names a command that works: with an interrupted run's journal beside the old results
     (a run started with --overwrite and stopped), that is ``--resume --overwrite``.
@@ -109,8 +110,7 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
         if os.path.exists(output.rstrip("/" + os.sep)) and not os.path.isdir(output.rstrip("/" + os.sep)):
             raise InputError(f"--output {output}: exists and is not a folder")
         return
-    if os.path.isdir(output):
-        raise InputError(f"--output {output} is a directory (for sharded output, end it with / and set run.shard_rows)")
+    refuse_special(output)
     if os.path.exists(output) and not overwrite:
         if os.path.isfile(os.path.join(output + ".journal", "header.json")):
             raise InputError(f"output exists: {output}, and an interrupted run's journal is at {output}.journal: "
@@ -118,6 +118,31 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
                              "or --overwrite to start afresh")
         hint = "the run already finished; " if resume else ""
         raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
+
+
+def refuse_special(output: str) -> None:
+    """An output that is a directory, device, FIFO or socket (links followed) is never written."""
+    if os.path.isdir(output):
+        raise InputError(f"--output {output}: is a directory (for sharded output, end it with / and set "
+                         "run.shard_rows)")
+    kind = special_file_kind(output)
+    if kind:
+        raise InputError(f"--output {output}: is a {kind}, not a regular file (never replaced, "
+                         "even with --overwrite)")
+
+
+def special_file_kind(path: str) -> str | None:
+    """``character device``, ``FIFO``, ... for an existing non-regular file (links followed), else None."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return None
 
 
 def write_atomically(path: str, writer: Any) -> None:

@@ -25,11 +25,12 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, ConfigError, InputError, ModelError
+from .errors import (CompssInferError, ConfigError, InputError, ModelError, RunAborted, is_disk_full,
+                     os_error_line, os_reason)
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
-from .progress import Progress
+from .progress import Progress, rates_text
 from .checks import refuse_early
 from .labels import check_labels, load_labels
 from .results import header_bytes, write_atomically, write_atomically_bytes, write_json
@@ -62,6 +63,7 @@ class RunSummary:
     wall_s: float
     images_per_s: float
     exit_code: int
+    after_first_images_per_s: float | None = None
     accuracy: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
     report: str | None = None  # the HTML report, when run.report asked for one
@@ -181,7 +183,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             journal.create()
             with ThreadPoolExecutor(1, thread_name_prefix="compss-infer-plan") as planner:
                 planning = planner.submit(make_plan, r.images, r.image_list, journal.plan_path)
-                engine.start(warm_up, spec)  # may wait for the forkserver to finish importing TensorFlow
+                engine.start(warm_up, _warm_up_spec(spec, planning, PLAN_WAIT_S))  # may wait for the forkserver
                 plan = planning.result()
             log.debug("planned %d images at %.2fs", plan.count, time.monotonic() - t0)
             fp_parts = fingerprint_parts(cfg, model_sha, labels_sha, fmt, plan.digest)
@@ -194,7 +196,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             if header.get("fingerprint") != fp:
                 raise InputError(f"--resume refused: {_changed(header, fp_parts)} changed since {journal.dir} "
                                  f"was written (use --overwrite to start afresh)")
-            engine.start(warm_up, spec)
+            left = plan.count - sum(b - a for a, b in journal.covered())
+            engine.start(warm_up, replace(spec, warm_up_images=max(1, left)))
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
         check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
@@ -218,7 +221,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         covered = journal.covered()
         done_before = sum(b - a for a, b in covered)
         window = r.window or (2 * engine.slots() if r.engine != "compss" else max(16, 4 * engine.slots()))
-        progress = Progress(plan.count, done=done_before, enabled=r.progress)
+        progress = Progress(plan.count, done=done_before, enabled=r.progress, started=t0)
         log.info("%d images (%d already done), engine %s, %d worker(s), batch %d, chunk %d",
                  plan.count, done_before, r.engine, workers, batch, chunk)
         row_format = RowFormat(fmt=fmt, top_k=r.top_k,
@@ -232,11 +235,15 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         engine.close()
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
-                            batch=batch, chunk=chunk, engine=engine, warnings=warnings)
+                            batch=batch, chunk=chunk, engine=engine, warnings=warnings, progress=progress)
         journal.remove()
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
         engine.close(abort=True)
+        if fresh and not (journal.exists() and journal.covered()):  # nothing to resume: leave no journal
+            journal.remove()
+            raise Interrupted(f"interrupted by {exc} during start-up, before any result; "
+                              f"nothing to resume: run the same command again") from None
         journal.close()
         old_results = os.path.join(output, MANIFEST) if is_sharded(output) else output
         again = "--resume --overwrite" if os.path.exists(old_results) else "--resume"
@@ -249,6 +256,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         else:
             journal.close()
         raise
+    except OSError as exc:  # the disk filled, the mount went read-only, ...: exit 3, one line
+        engine.close(abort=True)
+        raise _aborted_by(exc, journal, output, fresh) from None
     except BaseException:
         engine.close(abort=True)
         journal.close()
@@ -259,6 +269,51 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     if r.report:  # after the run is complete: a Ctrl-C while plotting loses only the plot
         summary.report = _write_report(output)
     return summary
+
+
+PLAN_WAIT_S = 2.0  # how long start-up waits for the image count before warming up with the full batch
+
+
+def _warm_up_spec(spec: WorkerSpec, planning: Any, wait: float) -> WorkerSpec:
+    """Warm up with min(batch, images in the run): a 20-image run never pays for a batch of 256.
+
+    Waits a little for the plan (TensorFlow is still loading in the forkserver meanwhile); a plan
+    slower than that means a large run, for which the full batch is the right warm-up anyway.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
+    try:
+        plan = planning.result(timeout=wait)
+    except FutureTimeout:
+        return spec
+    except Exception:  # the planner's own error is raised where its result is taken
+        return spec
+    return replace(spec, warm_up_images=max(1, plan.count))
+
+
+def _aborted_by(exc: OSError, journal: Journal, output: str, fresh: bool) -> RunAborted:
+    """A file system failure mid-run: keep what is journaled, and say the command that continues."""
+    reason = os_error_line(exc) if exc.filename else f"{os.path.dirname(os.path.abspath(output))}: {os_reason(exc)}"
+    done = False
+    try:
+        done = journal.exists() and bool(journal.covered())
+    except OSError:
+        pass
+    try:
+        journal.close()
+    except OSError:  # the buffered tail cannot be written either: resume drops a torn last line
+        pass
+    what = "the disk is full" if is_disk_full(exc) else "the run stopped on an OS error"
+    if os.path.exists(output) and done:
+        return RunAborted(f"{what} ({reason}) after {output} was written; the journal {journal.dir} is kept: "
+                          f"once there is space, run the same command again with --resume --overwrite "
+                          f"to rewrite the summary")
+    if done or (not fresh and journal.exists()):
+        return RunAborted(f"{what} ({reason}); finished chunks are kept in {journal.dir}: once there is "
+                          f"space, run the same command again with --resume")
+    if fresh:
+        journal.remove()
+    return RunAborted(f"{what} ({reason}) before any result was kept; once there is space, run the same "
+                      f"command again")
 
 
 def _write_report(output: str) -> str | None:
@@ -292,7 +347,7 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
               info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
               done_before: int, workers: int, batch: int, chunk: int, engine: Any,
-              warnings: list[str] | None = None) -> RunSummary:
+              warnings: list[str] | None = None, progress: Progress | None = None) -> RunSummary:
     """Assemble the results file in input order from the journal; write the summary and task log."""
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
@@ -335,7 +390,9 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     else:
         shards = None
         write_atomically_bytes(output, body)
-    wall = time.monotonic() - t0
+    end = time.monotonic()
+    wall = end - t0
+    after_first = progress.rates(end)[1] if progress is not None else None
     processed = plan.count - done_before
     summary_path = output + ".summary.json"
     tasks_path = output + ".tasks.csv"
@@ -357,7 +414,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "failures_by_kind": dict(sorted(kinds.items())),
         "exit_code": exit_code,
         "wall_s": round(wall, 3),
-        "images_per_s": round(processed / wall, 2) if wall > 0 else None,
+        "images_per_s": round(processed / wall, 2) if wall > 0 else None,  # the whole process
+        "after_first_images_per_s": round(after_first, 2) if after_first else None,
         "first_result_s": round(stats.first_result_at - t0, 3) if stats.first_result_at else None,
         "resumed_with_done": done_before,
         "engine": cfg.run.engine,
@@ -380,8 +438,9 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     }
     write_json(summary_path, data)
     return RunSummary(output=output, summary_path=summary_path, images=plan.count, classified=counts["ok"],
-                      failed=counts["failed"], wall_s=wall, images_per_s=data["images_per_s"] or 0.0,
-                      exit_code=exit_code, accuracy=accuracy["accuracy"] if accuracy else None, data=data)
+                      failed=counts["failed"], wall_s=wall, images_per_s=processed / wall if wall > 0 else 0.0,
+                      exit_code=exit_code, accuracy=accuracy["accuracy"] if accuracy else None, data=data,
+                      after_first_images_per_s=after_first)
 
 
 TASK_COLUMNS = ["start", "count", "host", "pid", "started_s", "finished_s", "load_s", "decode_wait_s",

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
-
-from ..errors import ModelError
 
 
 def register(sub: Any) -> None:
@@ -18,8 +15,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.model):
-        raise ModelError(f"model file not found: {args.model}")
+    from ..modelfiles import check_model_path
+    check_model_path(args.model, "MODEL")
     from ..inspection import format_text, inspect_model
     info = inspect_model(args.model)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_text(info))
