@@ -123,8 +123,7 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
 def refuse_special(output: str) -> None:
     """An output that is a directory, device, FIFO or socket (links followed) is never written."""
     if os.path.isdir(output):
-        raise InputError(f"--output {output}: is a directory (for sharded output, end it with / and set "
-                         "run.shard_rows)")
+        raise InputError(f"--output {output}: is a directory")
     kind = special_file_kind(output)
     if kind:
         raise InputError(f"--output {output}: is a {kind}, not a regular file (never replaced, "
