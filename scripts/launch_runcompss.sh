@@ -49,8 +49,12 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/compss-infer.XXXXXX")
 echo "launch_runcompss: $CPUS CPU / $GPUS GPU computing units, COMPSS_INFER_CU=$COMPSS_INFER_CU," \
      "COMPSS_INFER_TIME_OUT=$COMPSS_INFER_TIME_OUT; generated files in $WORK" >&2
 
+# CPU pinning off unless asked for (docs/cluster.md): each task's child would keep the CPUs of its first task.
+AFFINITY=(--cpu_affinity=disabled)
+for f in ${RC_FLAGS[@]+"${RC_FLAGS[@]}"}; do case "$f" in --cpu_affinity=*) AFFINITY=() ;; esac; done
+
 set +e
-"$RUNCOMPSS" --lang=python --pythonpath="$SRC" --project="$WORK/project.xml" --resources="$WORK/resources.xml" \
+"$RUNCOMPSS" --lang=python ${AFFINITY[@]+"${AFFINITY[@]}"} --pythonpath="$SRC" --project="$WORK/project.xml" --resources="$WORK/resources.xml" \
     ${RC_FLAGS[@]+"${RC_FLAGS[@]}"} "$SRC/compss_infer/compss_app.py" "$CONFIG" \
     ${APP_FLAGS[@]+"${APP_FLAGS[@]}"} 2>&1 | tee "$WORK/app.log"
 rc=${PIPESTATUS[0]}

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from pycompss_real import REAL_PYCOMPSS, requires_real  # noqa: F401 - re-exported
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 SRC = os.path.join(ROOT, "src")
@@ -39,10 +41,14 @@ def clean_compss_env(monkeypatch):
 def master(tmp_path, monkeypatch):
     """Factory: make this test process a stand-in COMPSs master (stopped, busy executors killed, at teardown)."""
     from pycompss import _standin_runtime as rt
+    if not os.path.isdir(REAL_PYCOMPSS):
+        pytest.skip(f"the real PyCOMPSs worker code is not at {REAL_PYCOMPSS} (../shared is absent)")
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # what executors leave in their temp folder stays here
     runtimes = []
 
-    def make(cpus: int = 2, gpus: int = 0, **kw):
+    def make(cpus: int = 2, gpus: int = 0, cu: str = "1", **kw):
+        if "COMPSS_INFER_CU" not in os.environ:  # what the launch scripts export before runcompss
+            monkeypatch.setenv("COMPSS_INFER_CU", cu)
         aborts: list[str] = []
         runtime = rt.enter_master(cpus=cpus, gpus=gpus, working_dir=str(tmp_path / "compss-worker"),
                                   log_dir=str(tmp_path / "compss-logs"), on_abort=aborts.append, **kw)

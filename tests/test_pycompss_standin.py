@@ -118,16 +118,24 @@ def test_ignore_gives_none_or_the_on_failure_default(master):
     assert compss_wait_on(T.boom_with_default()) == "fallback"
 
 
-def test_time_out_is_enforced_and_the_executor_replaced(master):
+def test_time_out_is_the_real_alarm_and_the_executor_lives_on(master):
+    """The real worker code arms signal.alarm: a task sleeping in Python is interrupted, IGNORE gives
+    None, and the same executor (nothing was killed) runs the next task."""
     runtime = master(cpus=1)
+    before = compss_wait_on(T.where())["pid"]
     t0 = time.monotonic()
     assert compss_wait_on(T.sleep_ignored(30)) is None
     assert time.monotonic() - t0 < 10
-    assert compss_wait_on(T.add(1, 2)) == 3
-    assert runtime.started_executors == 2
+    assert compss_wait_on(T.where())["pid"] == before
+    assert runtime.started_executors == 1
 
 
-def test_a_killed_executor_fails_its_task_and_is_replaced(master):
+def test_executors_start_up_front_one_per_computing_unit(master):
+    runtime = master(cpus=3)
+    assert runtime.started_executors == 3 and len(runtime.executor_pids()) == 3
+
+
+def test_a_dead_executor_is_not_replaced_and_its_slot_fails_every_later_task(master):
     runtime = master(cpus=1)
     fut = T.sleep(30)
     deadline = time.monotonic() + 10
@@ -137,7 +145,17 @@ def test_a_killed_executor_fails_its_task_and_is_replaced(master):
     time.sleep(0.2)
     os.kill(victim, signal.SIGKILL)
     assert compss_wait_on(fut) is None
-    assert compss_wait_on(T.where())["pid"] != victim
+    t0 = time.monotonic()
+    assert compss_wait_on([T.add(1, 2) for _ in range(3)]) == [None, None, None]  # "Cannot write in pipe"
+    assert time.monotonic() - t0 < 5 and runtime.started_executors == 1
+
+
+def test_constraint_variables_come_from_the_environment_the_runtime_started_with(master, monkeypatch):
+    monkeypatch.setenv("STANDIN_TEST_CU", "1")
+    runtime = master(cpus=2)
+    monkeypatch.setenv("STANDIN_TEST_CU", "2")  # too late: the JVM read its environment at start-up
+    assert compss_wait_on(T.threads_from_env()) == "1"
+    assert runtime.registered["standin_tasks.threads_from_env"].cpus == 1
 
 
 def test_file_in_arguments_are_copied_and_renamed(master, tmp_path):

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-# Run as a script, this file's folder is on sys.path (first, for plain python): the package's modules
-# (config, graph, ...) must not shadow top-level ones, and the package must be importable.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if os.path.dirname(_HERE) not in map(os.path.abspath, sys.path):
-    sys.path.append(os.path.dirname(_HERE))
+# sys.argv[0], not __file__: the real COMPSs master execs this source inside pycompss/runtime/launch.py's
+# globals, where __file__ is launch.py's.  Run as a script, the app's folder is on sys.path (first, for
+# plain python): the package's modules (config, graph, ...) must not shadow top-level ones, and the
+# package must be importable.
+if os.path.basename(sys.argv[0] if sys.argv else "") == "compss_app.py":
+    _HERE = os.path.dirname(os.path.abspath(sys.argv[0]))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+    if os.path.dirname(_HERE) not in map(os.path.abspath, sys.path):
+        sys.path.append(os.path.dirname(_HERE))
 
 STATUS = {0: "every image classified", 1: "finished, some images failed", 2: "refused before any work",
           3: "aborted mid-run; finished chunks kept for --resume", 130: "interrupted; finished chunks kept for --resume"}
@@ -28,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from compss_infer.cli import STARTED, _setup_logging, run_guarded
-    from compss_infer.commands.run import add_run_arguments, flags_from_args, print_summary
+    from compss_infer.commands.run import print_summary
+    from compss_infer.runflags import add_run_arguments, flags_from_args
     from compss_infer.launch import compss_config
     from compss_infer.runner import run
 

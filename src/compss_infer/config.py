@@ -82,7 +82,8 @@ class RunSpec:
     resume: bool = False
     progress: bool = True
     max_retries: int = 2
-    task_timeout: float | None = None
+    task_timeout: float | str | None = "auto"  # "auto" | seconds | None ("none"); see timelimit.py
+    task_timeout_floor: float = 60.0  # the auto rule's floor (seconds)
     truth: str | None = None
     truth_from_folders: bool = False
     start_method: str = "forkserver"
@@ -154,6 +155,22 @@ def _float(minimum: float | None = None, maximum: float | None = None, optional:
             raise ConfigError(f"{key}: must be <= {maximum}, got {v}")
         return v
     return check
+
+
+def _time_limit(key: str, v: Any) -> Any:
+    """run.task_timeout: "auto" (derived from finished chunks), a positive number of seconds, or "none"."""
+    if isinstance(v, str) and v.strip().lower() in ("auto", "none"):
+        return None if v.strip().lower() == "none" else "auto"
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {v!r}") from None
+    if v is None:
+        return None
+    if not _is_num(v) or v <= 0:
+        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {v!r}")
+    return float(v)
 
 
 def _bool(key: str, v: Any) -> bool:
@@ -270,7 +287,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "resume": _bool,
         "progress": _bool,
         "max_retries": _int(0),
-        "task_timeout": _float(0.0, optional=True, exclusive_min=True),
+        "task_timeout": _time_limit,
+        "task_timeout_floor": _float(0.0, exclusive_min=True),
         "truth": _str(),
         "truth_from_folders": _bool,
         "start_method": _choice(START_METHODS, fold=str.lower),

@@ -6,8 +6,10 @@ scripts (and checked again by the engine):
 
 * ``COMPSS_INFER_CU``: computing units per task, read by ``@constraint(computing_units="$COMPSS_INFER_CU")``
   when COMPSs registers the task type; from ``session.intra_op_threads`` (default 1);
-* ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds; from ``run.task_timeout``
-  (default 3600).
+* ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds, the executor's alarm.  The
+  chunk's own limit travels with each task and the task's supervisor enforces it (it kills its
+  child process); the alarm is only a backstop: ``run.task_timeout`` + the model-loading allowance
+  (5 x ``run.task_timeout_floor``) + 5 s for a fixed limit, 0 (none) for ``auto`` and ``none``.
 
 ``python -m compss_infer.launch prepare ...`` is what ``scripts/launch_runcompss.sh`` calls.
 """
@@ -27,7 +29,7 @@ from .errors import CompssInferError, ConfigError, InputError
 
 CU_ENV = "COMPSS_INFER_CU"
 TIME_OUT_ENV = "COMPSS_INFER_TIME_OUT"
-DEFAULT_TIME_OUT = 3600
+ALARM_GRACE = 5  # the alarm fires this long after a fixed limit: the supervisor's clear Timeout comes first
 GPU_TASK_CPUS = 1  # the GPU task variant: processors=[1 CPU, 1 GPU]
 
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding compss_infer/
@@ -37,7 +39,7 @@ APP = os.path.join(SRC_DIR, "compss_infer", "compss_app.py")
 EXTRA_FLAGS = frozenset({
     "queue", "reservation", "max_tasks_per_node", "node_memory", "worker_in_master_memory",
     "master_working_dir", "worker_working_dir", "project_name", "job_name", "python_interpreter",
-    "log_level", "tracing", "graph", "summary", "log_dir", "cpu_affinity", "gpu_affinity", "env_script",
+    "log_level", "tracing", "graph", "log_dir", "cpu_affinity", "gpu_affinity", "env_script",
     "pythonpath",
 })
 EXTRA_SWITCHES = frozenset({"-d", "-t", "-g", "--tracing", "--graph", "--summary"})
@@ -68,21 +70,30 @@ def computing_units(session: SessionSpec, environ: Mapping[str, str] = os.enviro
     return env or 1
 
 
-def task_time_out(task_timeout: float | None, environ: Mapping[str, str] = os.environ) -> int:
-    """The COMPSs task ``time_out`` in whole seconds: run.task_timeout, else ``$COMPSS_INFER_TIME_OUT``, else 3600."""
-    env = _env_int(TIME_OUT_ENV, environ)
-    if task_timeout:
-        seconds = max(1, math.ceil(task_timeout))
-        if env is not None and env != seconds:
-            raise ConfigError(f"{TIME_OUT_ENV}={env} in the environment but run.task_timeout={task_timeout:g}")
-        return seconds
-    return env or DEFAULT_TIME_OUT
+def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] = os.environ,
+                  floor: float | None = None) -> int:
+    """The COMPSs task ``time_out`` (the executor's backstop alarm) in whole seconds, 0 = none.
+
+    A fixed ``run.task_timeout`` gives it + the model-loading allowance + ALARM_GRACE (the
+    supervisor's own, clearer Timeout comes first); ``auto`` and ``none`` give 0 (the limit of each
+    chunk travels with the task).  ``$COMPSS_INFER_TIME_OUT``, if set, must agree."""
+    from .timelimit import TimeLimitPolicy
+    fixed = isinstance(task_timeout, (int, float)) and not isinstance(task_timeout, bool) and task_timeout > 0
+    load = TimeLimitPolicy(auto=False, fixed=float(task_timeout), floor=floor or 60.0).load_allowance if fixed else 0
+    seconds = max(1, math.ceil(task_timeout)) + math.ceil(load) + ALARM_GRACE if fixed else 0
+    raw = environ.get(TIME_OUT_ENV)
+    if raw not in (None, ""):
+        if not raw.strip().isdigit() or int(raw) != seconds:
+            setting = f"{task_timeout:g}s" if fixed else (task_timeout or "none")
+            raise ConfigError(f"{TIME_OUT_ENV}={raw} in the environment but run.task_timeout={setting} gives "
+                              f"{seconds} (unset {TIME_OUT_ENV}: the launch scripts export it)")
+    return seconds
 
 
 def task_env(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The variables the master's environment must carry for this config."""
     return {CU_ENV: str(computing_units(cfg.session, environ)),
-            TIME_OUT_ENV: str(task_time_out(cfg.run.task_timeout, environ))}
+            TIME_OUT_ENV: str(task_time_out(cfg.run.task_timeout, environ, cfg.run.task_timeout_floor))}
 
 
 def cpus_per_task(cfg: RunConfig, environ: Mapping[str, str] = os.environ) -> int:
@@ -218,6 +229,8 @@ def enqueue_command(cfg: RunConfig, config_path: str, opts: SubmitOptions,
         argv.append(f"--gpus_per_node={opts.gpus_per_node}")
     if opts.nodes == 1:
         argv.append(f"--worker_in_master_cpus={opts.cpus_per_node}")
+    if "cpu_affinity" not in given:  # docs/cluster.md: the task's child would keep its first task's CPUs
+        argv.append("--cpu_affinity=disabled")
     if "worker_working_dir" not in given:
         argv.append(f"--worker_working_dir={'local_disk' if cfg.run.stage_model else 'shared_disk'}")
     pythonpath = [SRC_DIR] + [f.split("=", 1)[1] for f, name in extra if name == "pythonpath"]
@@ -248,7 +261,7 @@ def compss_config(config: str | None, flags: dict[str, Any], sets: list[str]) ->
 
 
 def _prepare(argv: Sequence[str]) -> int:
-    from .commands.run import add_run_arguments, flags_from_args
+    from .runflags import add_run_arguments, flags_from_args
     p = argparse.ArgumentParser(prog="python -m compss_infer.launch prepare",
                                 description="check a config for runcompss, write project.xml/resources.xml, "
                                             "print the exports the master needs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 WHOLE = "img/s whole process"
 AFTER_FIRST = "img/s after the first result"
@@ -52,6 +52,7 @@ class Progress:
         self.first_at: float | None = None  # time.monotonic() of the first result
         self.first_done = done  # images done once the first result was in
         self._last = self._t0
+        self._last_done_at = self._t0  # when an update last came (a stalled run says so)
         self._bar: Any = None
         if enabled and getattr(self._stream, "isatty", lambda: False)():
             from tqdm import tqdm
@@ -60,6 +61,7 @@ class Progress:
 
     def update(self, n: int, failed: int = 0) -> None:
         self.done += n
+        self._last_done_at = time.monotonic()
         self.failed += failed
         if self.first_at is None:
             self.first_at = time.monotonic()
@@ -85,9 +87,26 @@ class Progress:
             after = (self.done - self.first_done) / (now - self.first_at)
         return whole, after
 
-    def tick(self) -> None:
+    def tick(self, waiting_on: Callable[[], str | None] | None = None) -> None:
+        """A periodic line; while nothing finishes, a line naming what the run waits on instead of an ETA."""
         now = time.monotonic()
-        if self._enabled and self._bar is None and now - self._last >= self._every:
+        if not self._enabled or now - self._last < self._every:
+            return
+        stalled = now - self._last_done_at >= self._every and waiting_on is not None
+        what = waiting_on() if stalled else None
+        if what:
+            self._last = now
+            text = (f"compss-infer: {self.done}/{self.total} images, nothing finished for "
+                    f"{now - self._last_done_at:.0f}s; waiting on {what}")
+            try:
+                if self._bar is not None:
+                    self._bar.write(text, file=self._stream)
+                else:
+                    self._stream.write(text + "\n")
+                    self._stream.flush()
+            except (OSError, ValueError):  # stderr closed: never let progress end a run
+                self._enabled = False
+        elif self._bar is None:
             self._last = now
             self._line()
 

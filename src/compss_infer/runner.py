@@ -38,6 +38,7 @@ from .results import MANIFEST, ShardedWriter, is_sharded
 from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
 from .session import available_cpus
+from .timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
 from .advice import unchosen_preprocessing
@@ -125,7 +126,7 @@ def _changed(header: dict[str, Any], parts: dict[str, str]) -> str:
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
     r = cfg.run
-    return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
+    return {"workers": workers, "start_method": r.start_method, "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),
             "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus}
 
 
@@ -152,7 +153,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     output, fmt = refuse_early(cfg)
     if is_sharded(output) != bool(cfg.run.shard_rows):
         raise ConfigError("run.shard_rows goes with an --output folder ending in / (DIR/): give both or neither")
-    if cfg.run.engine == "sequential" and cfg.run.task_timeout:
+    if cfg.run.engine == "sequential" and cfg.run.task_timeout not in (None, "auto"):
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
     labels = load_labels(cfg.model.labels)

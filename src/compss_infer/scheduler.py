@@ -122,7 +122,19 @@ class Scheduler:
                 else:
                     failure = outcome.failure or "TaskFailed: the task returned no result"
                     self._failed(task, failure)
-            self.progress.tick()
+            self.progress.tick(self._waiting_on)
+
+    def _waiting_on(self) -> str | None:
+        """The longest-running chunk and its worker, for the progress line of a stalled run."""
+        running = getattr(self.engine, "running", None)
+        busy = [r for r in (running() if running else []) if r[0] in self._inflight]
+        if not busy:
+            return None
+        key, worker, seconds, limit = max(busy, key=lambda r: r[2])
+        task = self._inflight[key]
+        left = f", limit {limit:.0f}s" if limit else ", no time limit"
+        return (f"chunk at image {task.start} ({len(task.paths)} images) on {worker}, "
+                f"running {seconds:.0f}s{left}")
 
     @staticmethod
     def _listed(task: Task) -> list[str]:

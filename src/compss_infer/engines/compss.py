@@ -6,6 +6,14 @@ progress moves as chunks finish.  A chunk that failed (``compss_wait_on`` gives 
 ``on_failure="IGNORE"``, or the task returned a :class:`~.compss_tasks.TaskError`) is reported as
 a failure, and the scheduler retries and splits it down to single images.
 
+Each chunk carries its time limit (``run.task_timeout``, by default the ``auto`` rule of
+:mod:`compss_infer.timelimit`, fed by the chunks that finished): the task's supervisor kills its
+child past it, so a hung chunk holds the ordered gather for at most its limit.
+
+``$COMPSS_INFER_CU`` is read by the COMPSs master JVM from its own environment at start-up, so
+the engine cannot set it: the launch scripts export it, and the engine refuses to start (exit 2)
+when it is missing or disagrees with ``session.intra_op_threads``.
+
 The master never imports TensorFlow: the model is checked (``preflight``) in a short-lived spawned
 process on the master node.  ``pycompss`` is imported here only, when the engine starts.
 """
@@ -15,6 +23,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import time
 from collections import deque
 from dataclasses import replace
 from multiprocessing import connection
@@ -23,6 +32,7 @@ from typing import Any, Callable
 from ..contracts import ChunkResult, ModelInfo, WorkerSpec
 from ..errors import ConfigError, RunAborted
 from ..launch import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
+from ..timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, portable_error
 
 log = logging.getLogger("compss_infer")
@@ -44,14 +54,14 @@ class CompssEngine:
 
     name = "compss"
 
-    def __init__(self, workers: int | None = 1, task_timeout: float | None = None, stage_model: bool = False,
-                 device: str = "cpu", **_: Any):
+    def __init__(self, workers: int | None = 1, task_timeout: TimeLimitPolicy | float | str | None = "auto",
+                 stage_model: bool = False, device: str = "cpu", **_: Any):
         self.workers = max(1, workers or 1)
-        self.task_timeout = task_timeout
+        self.clock = ChunkClock(TimeLimitPolicy.from_setting(task_timeout))
         self.stage_model = stage_model
         self.device = device
         self.replaced = 0  # executors are COMPSs's business; kept for the run summary
-        self._futures: deque[tuple[Any, Any]] = deque()
+        self._futures: deque[tuple[Any, Any, float, float | None]] = deque()  # key, future, submitted, limit
         self._task: Callable[..., Any] | None = None
         self._wait_on: Callable[[Any], Any] | None = None
         self._model_path = ""
@@ -66,14 +76,14 @@ class CompssEngine:
         if not os.path.isabs(spec.model.path):
             raise ConfigError(f"model.path must be absolute for COMPSs tasks (they run in a sandbox): {spec.model.path}")
         self._model_path = spec.model.path
-        self._prepare_environment(spec)
         try:
             from pycompss.api.api import compss_wait_on
+            self._prepare_environment(spec)
             tasks = importlib.import_module(TASKS_MODULE)
         except ImportError as exc:
             raise ConfigError(f"run.engine=compss needs PyCOMPSs ({exc}); run it with scripts/launch_runcompss.sh "
                               f"or scripts/submit_slurm.sh on a machine with COMPSs, or use --engine local") from None
-        if tasks.TIME_OUT != int(os.environ[TIME_OUT_ENV]):
+        if tasks.TIME_OUT != int(os.environ[TIME_OUT_ENV] or 0):
             raise ConfigError(f"the COMPSs tasks were already decorated with time_out={tasks.TIME_OUT}s in this "
                               f"process; run.task_timeout cannot change within one process")
         self._wait_on = compss_wait_on
@@ -85,9 +95,20 @@ class CompssEngine:
         self._start_check(init, spec)
 
     def _prepare_environment(self, spec: WorkerSpec) -> None:
-        """Export what the decorators read at registration; refuse values that disagree with the config."""
-        os.environ[CU_ENV] = str(computing_units(spec.session))
-        os.environ[TIME_OUT_ENV] = str(task_time_out(self.task_timeout))
+        """Check ``$COMPSS_INFER_CU`` (the JVM's, fixed before the app ran); export the time_out the tasks read."""
+        scripts = "scripts/launch_runcompss.sh or scripts/submit_slurm.sh (compss-infer submit)"
+        if not os.environ.get(CU_ENV):
+            raise ConfigError(f"{CU_ENV} is not set: COMPSs reads it from the environment runcompss started with, "
+                              f"so export it before runcompss (the launch scripts do: {scripts})")
+        try:
+            computing_units(spec.session)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.one_line().split(': ', 1)[-1]}; start through {scripts}") from None
+        os.environ[TIME_OUT_ENV] = str(task_time_out(self._setting(), floor=self.clock.policy.floor))
+
+    def _setting(self) -> float | str | None:
+        p = self.clock.policy
+        return "auto" if p.auto else p.fixed
 
     def _start_check(self, init: Callable[[Any], Any], spec: WorkerSpec) -> None:
         # A GPU is the workers' business: the master node checks the model on its CPU.
@@ -149,7 +170,10 @@ class CompssEngine:
         if relative is not None:
             raise ValueError(f"COMPSs tasks run in a sandbox: image paths must be absolute, got {relative!r}")
         assert self._task is not None, "start() first"
-        task_args = (spec, list(paths), self._model_path) if self.stage_model else (spec, list(paths))
+        policy = self.clock.policy
+        limit = self.clock.limit(len(paths))
+        load = policy.load_allowance
+        task_args = (spec, list(paths)) + ((self._model_path,) if self.stage_model else ()) + (limit or 0, load)
         # Under runcompss: a future.  Without a runtime PyCOMPSs runs the task here and returns its value
         # (the task functions never raise), which compss_wait_on then passes through.
         future = self._task(*task_args)
@@ -157,18 +181,28 @@ class CompssEngine:
             self._warned = True
             log.warning("no COMPSs runtime (not launched by runcompss/enqueue_compss): tasks run one by one "
                         "in this process")
-        self._futures.append((key, future))
+        self._futures.append((key, future, time.monotonic(), limit))
 
     def poll(self, timeout: float) -> list[Outcome]:
         """The oldest chunk's outcome, waiting for it as long as it takes (COMPSs has no wait-any)."""
         if not self._futures:
             return []
         assert self._wait_on is not None
-        key, future = self._futures.popleft()
-        return [self._outcome(key, self._wait_on(future))]
+        key, future, _, _ = self._futures[0]
+        value = self._wait_on(future)
+        self._futures.popleft()
+        return [self._outcome(key, value)]
+
+    def running(self) -> list[tuple[Any, str, float, float | None]]:
+        """The chunk the ordered gather waits on (COMPSs says nothing of which executor runs it)."""
+        if not self._futures:
+            return []
+        key, _, submitted, limit = self._futures[0]
+        return [(key, "a COMPSs executor (oldest task; since submission)", time.monotonic() - submitted, limit)]
 
     def _outcome(self, key: Any, value: Any) -> Outcome:
         if isinstance(value, ChunkResult):
+            self.clock.record_result(value)
             return Outcome(key, value=value)
         if isinstance(value, self._task_error):
             if value.setup:

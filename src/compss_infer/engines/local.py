@@ -3,7 +3,8 @@
 Why not multiprocessing.Pool / ProcessPoolExecutor: one dies for good when a worker is killed
 (BrokenProcessPool), the other hangs.  Here each worker has its own pipe; the master waits on the
 pipes and the process sentinels together, so a worker that dies (segfault, OOM kill, SIGKILL) or
-runs past ``task_timeout`` is noticed at once, its task is reported failed, and a replacement is
+runs past its time limit (``run.task_timeout``, by default the ``auto`` rule of
+:mod:`compss_infer.timelimit`) is noticed at once, its task is reported failed, and a replacement is
 started.  Workers start with ``forkserver`` (TensorFlow imported once in the server, so a new
 worker is ready in a fraction of a second and pages are shared) or ``spawn``; never plain fork,
 which hangs once the parent has used TensorFlow.
@@ -19,6 +20,7 @@ from multiprocessing import connection
 from typing import Any, Callable
 
 from ..errors import CompssInferError, RunAborted
+from ..timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, describe_exit, failure_text, portable_error
 
 log = logging.getLogger("compss_infer")
@@ -77,6 +79,7 @@ class _Worker:
     state: str = "starting"  # starting | ready | failed
     task: tuple[Any, Callable[..., Any], tuple[Any, ...]] | None = None
     task_started: float = 0.0
+    task_limit: float | None = None  # seconds this task may run (None: no limit)
     born: float = field(default_factory=time.monotonic)
 
 
@@ -117,12 +120,13 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int, start_method: str = "forkserver", task_timeout: float | None = None,
+    def __init__(self, workers: int, start_method: str = "forkserver",
+                 task_timeout: TimeLimitPolicy | float | str | None = None,
                  max_startup_failures: int = 3, gpus: list[str] | None = None, **_: Any):
         import multiprocessing
         self.workers = max(1, workers)
         self.gpus = gpus or []  # worker slot i uses GPU gpus[i % len(gpus)]
-        self.task_timeout = task_timeout
+        self.clock = ChunkClock(TimeLimitPolicy.from_setting(task_timeout))
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
@@ -199,6 +203,14 @@ class LocalEngine:
     def slots(self) -> int:
         return self.workers
 
+    def startup_error(self) -> BaseException | None:
+        """Why workers cannot start (a model error, or repeated crashes), once known; else None."""
+        return self._init_error
+
+    def ready(self) -> bool:
+        """Whether a worker has loaded the model."""
+        return self._init_done
+
     def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
         self._queue.append((key, fn, args))
         self._dispatch()
@@ -221,6 +233,7 @@ class LocalEngine:
                 if _send(w.conn, task):
                     w.task = task
                     w.task_started = time.monotonic()
+                    w.task_limit = self.clock.limit(_size(task[2]))
                 else:
                     self._queue.insert(0, task)  # the worker is dying; its sentinel will tell
 
@@ -228,10 +241,9 @@ class LocalEngine:
         """Wait for one event (message, death, timeout) at most ``timeout`` seconds; handle all ready."""
         self._dispatch()
         now = time.monotonic()
-        if self.task_timeout:
-            running = [w.task_started + self.task_timeout for w in self._pool if w.task is not None]
-            if running:
-                timeout = min(timeout, max(0.0, min(running) - now))
+        deadlines = [d for d in map(self._deadline, self._pool) if d is not None]
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - now))
         waitables = [w.conn for w in self._pool] + [w.proc.sentinel for w in self._pool]
         ready = set(connection.wait(waitables, timeout=timeout)) if waitables else set()
         if not waitables and timeout:
@@ -267,6 +279,8 @@ class LocalEngine:
             else:
                 _, key, ok, value = msg
                 w.task = None
+                if ok:
+                    self.clock.record_result(value)
                 outcomes.append(Outcome(key, value=value) if ok else Outcome(key, failure=value))
 
     def _reap(self, w: _Worker, outcomes: list[Outcome], kind: str = "WorkerCrashed",
@@ -301,13 +315,41 @@ class LocalEngine:
             else:
                 raise abort
 
+    def _deadline(self, w: _Worker) -> float | None:
+        """When ``w`` is past its time: its task's limit, or (auto) the model-loading allowance."""
+        if w.task is not None and w.task_limit is not None:
+            return w.task_started + w.task_limit
+        if w.state == "starting" and self.clock.policy.load_allowance:
+            return w.born + self.clock.policy.load_allowance
+        return None
+
+    def running(self) -> list[tuple[Any, str, float, float | None]]:
+        """(key, worker, seconds running, limit) of every running task: what a stalled run waits on."""
+        now = time.monotonic()
+        return [(w.task[0], f"worker process {w.proc.pid}", now - w.task_started, w.task_limit)
+                for w in self._pool if w.task is not None]
+
     def _check_timeouts(self, outcomes: list[Outcome]) -> None:
-        if not self.task_timeout:
-            return
         now = time.monotonic()
         for w in list(self._pool):
-            if w.task is not None and now - w.task_started > self.task_timeout:
-                self._kill(w)
-                self._reap(w, outcomes, kind="Timeout",
-                           why=f"task ran past run.task_timeout={self.task_timeout:g}s "
-                               f"(worker process {w.proc.pid} killed)")
+            deadline = self._deadline(w)
+            if deadline is None or now <= deadline:
+                continue
+            self._kill(w)
+            if w.task is None:  # still loading the model: a start-up failure, counted as such
+                self._reap(w, outcomes, why=f"worker process {w.proc.pid} was still loading the model after "
+                                            f"{self.clock.policy.load_allowance:g}s (killed)")
+                continue
+            p = self.clock.policy
+            what = (f"run.task_timeout={p.fixed:g}s" if not p.auto else
+                    f"its time limit of {w.task_limit:.0f}s ({p.describe()})")
+            self._reap(w, outcomes, kind="Timeout",
+                       why=f"task ran past {what} (worker process {w.proc.pid} killed)")
+
+
+def _size(args: tuple[Any, ...]) -> int:
+    """Images in a task: the length of its last argument (``classify_chunk(spec, paths)``), else 1."""
+    try:
+        return max(1, len(args[-1])) if args else 1
+    except TypeError:
+        return 1

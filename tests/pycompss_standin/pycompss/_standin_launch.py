@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from . import _standin_runtime as rt
 
 VALUE_FLAGS = ("lang", "pythonpath", "python_interpreter", "log_level", "project", "resources", "master_name",
-               "log_dir", "cpu_affinity", "gpu_affinity", "env_script", "tracing", "graph", "summary")
+               "log_dir", "cpu_affinity", "gpu_affinity", "env_script", "tracing", "graph")  # --summary: bare only
 SWITCHES = {"-d": ("log_level", "debug"), "-t": ("tracing", "true"), "-g": ("graph", "true"),
             "--tracing": ("tracing", "true"), "--graph": ("graph", "true"), "--summary": ("summary", "true")}
 LOG_LEVELS = ("off", "info", "api", "debug", "trace")
@@ -74,7 +74,7 @@ def _check_values(opts: Options) -> None:
         raise BadArgument(f"--lang={f['lang']} (the stand-in runs Python applications)")
     if f.get("log_level", "off") not in LOG_LEVELS:
         raise BadArgument(f"--log_level={f['log_level']} (expected one of {', '.join(LOG_LEVELS)})")
-    for name in ("tracing", "graph", "summary"):
+    for name in ("tracing", "graph"):
         if f.get(name, "false") not in BOOLS:
             raise BadArgument(f"--{name}={f[name]} (expected true or false)")
     for name in ("project", "resources", "env_script"):

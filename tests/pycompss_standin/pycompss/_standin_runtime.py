@@ -6,18 +6,20 @@ that breaking one of them fails a test instead of a cluster job:
 * decorators go on module-level functions of importable modules, with documented keywords only;
 * a task call in the master returns a Future that raises when used (bool, iteration, attribute,
   arithmetic, formatting) before ``compss_wait_on``;
-* tasks run in separate, persistent, spawned executor processes (module globals persist across
-  the tasks of one executor), each task with its current directory in a fresh sandbox and
-  ``COMPSS_NUM_THREADS``/``OMP_NUM_THREADS`` (and the GPU variables) set for it and unset after;
-  executors run ``python -O`` unless the log level is debug, like real workers;
-* arguments and return values travel pickled through files; a ``FILE_IN`` argument is copied to
-  a renamed file in the worker's working directory, and the task gets that copy's path;
-* ``"$VAR"`` constraint values are expanded from the master's environment when the task type is
-  registered (its first call); an unset variable warns and gives 1;
+* executors are persistent processes, one per CPU computing unit of the node, all started up front;
+  any idle one may take the next task; each runs every task through the REAL PyCOMPSs worker code
+  (``standin_executor.py`` -> ``pycompss.worker.piper.commons.executor.process_task`` from
+  ``../shared/third_party/compss-3.3/python``): real argument and return files, the job sandbox,
+  the per-task environment, the ``time_out`` alarm (not a kill) and ``on_failure``; executors run
+  ``python -O`` unless the log level is debug, like real workers;
+* a dead executor (segfault, OOM kill) is NOT replaced: its slot fails every later task sent to it
+  at once ("Cannot write in pipe"), as the real Java side does with its cached pipes;
+* a ``FILE_IN`` argument is copied to a renamed file in the worker's working directory, and the
+  task gets that copy's path;
+* ``"$VAR"`` constraint values are expanded from the environment as it was when the runtime
+  started (the JVM caches it), never from later changes to ``os.environ``; unset: warning and 1;
 * ``IGNORE`` gives ``None`` (or the ``@on_failure`` default); ``RETRY`` retries twice, then the
   whole run is shut down with exit code 1, as is a ``FAIL`` task at its first failure;
-* ``time_out`` is enforced (the executor is killed); a killed executor is replaced and its task
-  fails under the task's policy;
 * a task whose constraints no resource can ever meet raises at once (the real runtime would leave
   it "Blocked" forever).
 
@@ -28,7 +30,6 @@ makes this process the master.  Only one node (localhost) is simulated.
 from __future__ import annotations
 
 import atexit
-import importlib
 import inspect
 import itertools
 import json
@@ -42,7 +43,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -50,6 +50,10 @@ from typing import Any, Callable
 from compss_infer.engines.base import describe_exit as _exit_text  # the local engine's wording
 
 STANDIN_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds the pycompss package
+EXECUTOR_SCRIPT = os.path.join(STANDIN_ROOT, "standin_executor.py")
+# The real PyCOMPSs 3.3 binding beside the project (../shared); STANDIN_REAL_PYCOMPSS overrides.
+REAL_PYCOMPSS = os.environ.get("STANDIN_REAL_PYCOMPSS") or os.path.normpath(
+    os.path.join(STANDIN_ROOT, "..", "..", "..", "shared", "third_party", "compss-3.3", "python"))
 
 TASK_KEYWORDS = ("returns", "time_out", "priority", "on_failure")
 POLICIES = ("RETRY", "IGNORE", "CANCEL_SUCCESSORS", "FAIL")
@@ -396,7 +400,7 @@ class Executor:
     cmd_fd: int
     reply_fd: int
     job: Job | None = None
-    alive: bool = True
+    alive: bool = True  # False once its process died: never replaced, its slot fails every later job
     jobs_run: int = 0
     closed: set[str] = field(default_factory=set)
 
@@ -452,6 +456,12 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._aborted: str | None = None
         self._log = open(os.path.join(self.log_dir, "standin.log"), "a", buffering=1)
+        self.environ = dict(os.environ)  # the JVM reads its environment once, at start-up
+        if not os.path.isfile(os.path.join(REAL_PYCOMPSS, "pycompss", "worker", "piper", "commons", "executor.py")):
+            raise StandinError(f"the real PyCOMPSs worker code is not at {REAL_PYCOMPSS} (../shared/third_party/"
+                               f"compss-3.3/python; set STANDIN_REAL_PYCOMPSS)")
+        for _ in range(self.cpus):  # one executor per CPU computing unit, all at start
+            self._spawn()
 
     # ------------------------------------------------------------------ registration
     def _register(self, tdef: TaskDef, wrapper: Callable[..., Any]) -> Registered:
@@ -465,7 +475,7 @@ class Runtime:
         if getattr(module, tdef.name, None) is not wrapper:
             raise StandinError(f"task {tdef.label}: not reachable as {tdef.module}.{tdef.name} (workers look the "
                                f"function up by its module-level name)")
-        constraints = {k: _expand(v) for k, v in (tdef.constraints or {}).items()}
+        constraints = {k: _expand(v, self.environ) for k, v in (tdef.constraints or {}).items()}
         cpus, gpus = _needs(tdef.label, constraints)
         reg = Registered(constraints, cpus, gpus)
         self.registered[tdef.label] = reg
@@ -490,8 +500,10 @@ class Runtime:
                 bound.arguments[name] = self._transfer(tdef, name, value)
         number = next(self._jobs)
         args_file = os.path.join(self.config.working_dir, f"job{number}.args")
+        if bound.kwargs:
+            raise StandinError(f"task {tdef.label}: **kwargs are not supported by the stand-in")
         with open(args_file, "wb") as fh:
-            pickle.dump((bound.args, bound.kwargs), fh)
+            pickle.dump(list(bound.args), fh)
         job = Job(id=number, runtime=self, tdef=tdef, reg=reg, args_file=args_file, label=tdef.label)
         self._log.write(f"job {number} {tdef.label} submitted\n")
         with self._cond:
@@ -527,11 +539,10 @@ class Runtime:
                 return
             if len(self._free_cpus) < job.reg.cpus or len(self._free_gpus) < job.reg.gpus:
                 continue
-            executor = next((e for e in self.executors if e.alive and e.job is None), None)
+            # any idle executor, dead ones included: the real runtime keeps a dead executor's slot
+            executor = next((e for e in self.executors if e.job is None), None)
             if executor is None:
-                if len(self.executors) >= self.cpus:
-                    return
-                executor = self._spawn()
+                return
             self._pending.remove(job)
             job.cpu_ids = [self._free_cpus.pop(0) for _ in range(job.reg.cpus)]
             job.gpu_ids = [self._free_gpus.pop(0) for _ in range(job.reg.gpus)]
@@ -551,9 +562,7 @@ class Runtime:
         base = os.path.join(self.config.working_dir, f"executor{number}")
         os.makedirs(base, exist_ok=True)
         argv = [self.config.interpreter] + (["-O"] if self.config.optimize else []) + [
-            "-c", "import sys; from pycompss._standin_runtime import executor_main; "
-                  "executor_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])",
-            str(cmd_r), str(reply_w), base]
+            EXECUTOR_SCRIPT, str(cmd_r), str(reply_w), base, os.path.join(self.log_dir, f"executor{number}.worker.log")]
         log = open(os.path.join(self.log_dir, f"executor{number}.log"), "ab")
         proc = subprocess.Popen(argv, env=self._executor_env(), cwd=base, pass_fds=(cmd_r, reply_w),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -567,9 +576,9 @@ class Runtime:
 
     def _executor_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PER_TASK_ENV}
-        path = [*self.config.pythonpath, STANDIN_ROOT]  # --pythonpath, as documented (not the app's folder)
+        path = [REAL_PYCOMPSS, *self.config.pythonpath]  # the real binding; --pythonpath (not the app's folder)
         if env.get("PYTHONPATH"):
-            path.append(env["PYTHONPATH"])
+            path += [p for p in env["PYTHONPATH"].split(os.pathsep) if os.path.abspath(p) != STANDIN_ROOT]
         env["PYTHONPATH"] = os.pathsep.join(path)
         return env
 
@@ -587,31 +596,28 @@ class Runtime:
         """In a helper thread: send one job to an executor and wait for its end, death or time_out."""
         result_file = os.path.join(self.config.working_dir, f"job{job.id}_{job.attempts}.result")
         out = os.path.join(self.log_dir, "jobs", f"job{job.id}_{'NEW' if job.attempts == 1 else 'RESUBMITTED'}")
+        params = list(inspect.signature(job.tdef.function).parameters)
         message = {"id": job.id, "module": job.tdef.module, "name": job.tdef.name, "args": job.args_file,
                    "result": result_file, "env": self._task_env(job), "out": out + ".out", "err": out + ".err",
-                   "sandbox": os.path.join(self.config.working_dir, "sandbox", f"job{job.id}_{job.attempts}")}
+                   "sandbox": os.path.join(self.config.working_dir, "sandbox", f"job{job.id}_{job.attempts}"),
+                   "params": params, "directions": job.tdef.params, "time_out": int(job.tdef.time_out or 0),
+                   "cpus": job.reg.cpus, "cpu_ids": job.cpu_ids, "gpus": job.gpu_ids, "bind_cpus": False}
         self.history.append((job.label, job.id, message["env"]))
         self._log.write(f"job {job.id} attempt {job.attempts} on executor {executor.number} "
                         f"(pid {executor.proc.pid}) with {message['env']}\n")
         reply, failure = None, None
         try:
             with self._cond:
-                if executor.proc.poll() is not None or "cmd" in executor.closed:
+                if not executor.alive or executor.proc.poll() is not None or "cmd" in executor.closed:
                     raise OSError("executor gone")
                 os.write(executor.cmd_fd, (json.dumps(message) + "\n").encode())
-        except OSError:  # it died while idle: the job never started, so it does not count
-            self._requeue(executor, job)
+        except OSError:  # the real PipedInvoker: "Cannot write in pipe"; the slot is not replaced
+            self._finish(executor, job, f"Cannot write in pipe: executor {executor.number} (pid "
+                                        f"{executor.proc.pid}) {_exit_text(executor.proc.poll())}", result_file)
             return
-        deadline = time.monotonic() + job.tdef.time_out if job.tdef.time_out else None
         buf = b""
-        while failure is None and reply is None:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([executor.reply_fd], [], [], wait)
-            if not ready:
-                self._kill(executor)
-                failure = (f"task ran past time_out={job.tdef.time_out:g}s (executor {executor.number}, "
-                           f"pid {executor.proc.pid}, killed)")
-                break
+        while failure is None and reply is None:  # no deadline: time_out is the real alarm in the executor
+            select.select([executor.reply_fd], [], [])
             chunk = os.read(executor.reply_fd, 65536)
             if not chunk:
                 code = executor.proc.wait()
@@ -633,7 +639,7 @@ class Runtime:
             self._free_gpus.sort()
             executor.job = None
             executor.jobs_run += 1
-            if failure is not None and executor.proc.poll() is not None:
+            if failure is not None and executor.proc.poll() is not None and executor.alive:
                 self._retire(executor)
             if failure is None:
                 job.state = "done"
@@ -649,26 +655,12 @@ class Runtime:
             self._cond.notify_all()
             self._dispatch()
 
-    def _requeue(self, executor: Executor, job: Job) -> None:
-        with self._cond:
-            self._running -= 1
-            self._free_cpus = sorted(self._free_cpus + job.cpu_ids)
-            self._free_gpus = sorted(self._free_gpus + job.gpu_ids)
-            executor.job = None
-            self._retire(executor)
-            job.attempts -= 1
-            job.state = "pending"
-            self._pending.appendleft(job)
-            self._cond.notify_all()
-            self._dispatch()
-
     def _retire(self, executor: Executor) -> None:
+        """A dead executor keeps its slot (the real runtime keeps its pipes): later jobs on it fail at once."""
         executor.alive = False
-        if executor in self.executors:
-            self.executors.remove(executor)
         executor.close("cmd")
         executor.close("reply")
-        self._log.write(f"executor {executor.number} retired; a new one starts when needed\n")
+        self._log.write(f"executor {executor.number} died; it is not replaced\n")
 
     def _failed(self, job: Job, failure: str) -> None:
         """Apply the task's on_failure policy (called with the lock held)."""
@@ -767,18 +759,18 @@ class Runtime:
                     if e.alive and (busy is None or (e.job is not None) == busy)]
 
 
-def _expand(value: Any) -> Any:
-    """A ``$VAR``/``${VAR}`` constraint value from the master's environment (unset: warning and 1)."""
+def _expand(value: Any, environ: dict[str, str]) -> Any:
+    """A ``$VAR``/``${VAR}`` constraint value from the runtime's start-up environment (unset: warning and 1)."""
     if isinstance(value, list):
-        return [{k: _expand(v) for k, v in d.items()} for d in value]
+        return [{k: _expand(v, environ) for k, v in d.items()} for d in value]
     if isinstance(value, str):
         m = _VAR.match(value.strip())
         if m:
             name = m.group(1) or m.group(2)
-            if name not in os.environ:
+            if name not in environ:
                 warn(f"constraint value {value!r}: environment variable {name} is not set in the master; using 1")
                 return "1"
-            return os.environ[name]
+            return environ[name]
     return value
 
 
@@ -827,64 +819,3 @@ def current() -> Runtime | None:
 def _stop_at_exit(runtime: Runtime) -> None:
     if _RUNTIME is runtime:
         runtime.stop(wait=False)
-
-
-# --------------------------------------------------------------------------- executors
-
-def executor_main(cmd_fd: int, reply_fd: int, base: str) -> None:
-    """An executor process: run jobs one by one until the master closes the pipe."""
-    global _IN_WORKER
-    _IN_WORKER = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
-    if sys.path and sys.path[0] in ("", "."):
-        sys.path.pop(0)  # only the configured paths, never the sandbox cwd
-    with os.fdopen(cmd_fd, "rb") as commands, os.fdopen(reply_fd, "wb", buffering=0) as replies:
-        for line in commands:
-            reply = _execute(json.loads(line), base)
-            replies.write((json.dumps(reply) + "\n").encode())
-
-
-def _execute(job: dict[str, Any], base: str) -> dict[str, Any]:
-    sandbox = job["sandbox"]
-    os.makedirs(sandbox)
-    saved_env = {k: os.environ.get(k) for k in job["env"]}
-    os.environ.update(job["env"])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_fds = os.dup(1), os.dup(2)
-    out_fd = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    err_fd = os.open(job["err"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(out_fd, 1)
-    os.dup2(err_fd, 2)
-    os.chdir(sandbox)
-    try:
-        with open(job["args"], "rb") as fh:
-            args, kwargs = pickle.load(fh)
-        wrapper = getattr(importlib.import_module(job["module"]), job["name"])
-        tdef = getattr(wrapper, "__standin_task__", None)
-        if not isinstance(tdef, TaskDef):
-            raise StandinError(f"{job['module']}.{job['name']} is not a task in the worker")
-        value = tdef.function(*args, **kwargs)
-        tmp = job["result"] + ".tmp"
-        with open(tmp, "wb") as fh:
-            pickle.dump(value, fh)
-        os.replace(tmp, job["result"])
-        return {"id": job["id"], "ok": True}
-    except BaseException as exc:  # noqa: BLE001 - the worker catches everything a task raises
-        traceback.print_exc()
-        text = " ".join(str(exc).split())
-        return {"id": job["id"], "ok": False, "error": f"{type(exc).__name__}: {text}" if text else type(exc).__name__}
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved_fds[0], 1)
-        os.dup2(saved_fds[1], 2)
-        for fd in (*saved_fds, out_fd, err_fd):
-            os.close(fd)
-        os.chdir(base)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(sandbox, ignore_errors=True)

@@ -1,0 +1,12 @@
+"""Where the real PyCOMPSs 3.3 code sits for tests (../shared/third_party/compss-3.3, beside the project)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPSS_33 = os.path.normpath(os.path.join(ROOT, "..", "shared", "third_party", "compss-3.3"))
+REAL_PYCOMPSS = os.environ.get("STANDIN_REAL_PYCOMPSS") or os.path.join(COMPSS_33, "python")
+requires_real = pytest.mark.skipif(not os.path.isdir(COMPSS_33),
+                                   reason=f"the real COMPSs 3.3 code is not at {COMPSS_33} (../shared is absent)")
