@@ -43,6 +43,9 @@ class ChunkRows:
     timing: Any = None  # contracts.TaskTiming
     ends: list[int] | None = None  # byte end of each row, only when a row holds a line break itself
 
+    def __len__(self) -> int:  # like ChunkResult: the time-limit clock counts images per chunk
+        return self.count
+
 
 def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> ChunkRows:
     """The rows of ``result`` for paths ``listed`` (as the user listed them), with the results writers."""
