@@ -133,9 +133,9 @@ def test_disk_full_mid_run_exits_3_keeps_the_journal_and_resume_finishes(tmp_pat
            "--output", out, "--set", "preprocess.mode=L", "--chunk-size", "1", "--workers", "1",
            "--max-retries", "0", "--task-timeout", "4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    chunks = out + ".journal/chunks.jsonl"
+    chunks = out + ".journal/chunks.bin"
     deadline = time.monotonic() + 90
-    while not (os.path.exists(chunks) and open(chunks, "rb").read().count(b"\n") >= len(items)):
+    while not (os.path.exists(chunks) and open(chunks, "rb").read().count(b"CIJ2") >= len(items)):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.02)

@@ -191,3 +191,26 @@ def test_fixed_batch_1_graph_writes_the_same_file_as_a_dynamic_one(setup, tmp_pa
                        "--set", "preprocess.mode=L", "--batch-size", "8") == 0
         outs.append(open(out, "rb").read())
     assert outs[0] == outs[1]
+
+
+def test_sharded_output_parts_and_manifest_concatenate_to_the_single_file(setup, tmp_path):
+    from compss_infer.results import read_rows
+    model, folder, items, labels = setup
+    single = str(tmp_path / "one.csv")
+    assert run_cli("--model", model, "--images", folder, "--output", single, "--labels", labels,
+                   "--set", "preprocess.mode=L", "--chunk-size", "3", "--workers", "1") == 0
+    out = str(tmp_path / "parts") + "/"
+    args = ["--model", model, "--images", folder, "--output", out, "--format", "csv", "--labels", labels,
+            "--set", "preprocess.mode=L", "--set", "run.shard_rows=5", "--chunk-size", "3", "--workers", "1"]
+    assert run_cli(*args) == 0
+    manifest = json.load(open(out + "manifest.json"))
+    assert [p["name"] for p in manifest["parts"]] == [f"part-0000{i}.csv" for i in range(4)]
+    assert [p["rows"] for p in manifest["parts"]] == [5, 5, 5, 1] and manifest["images"] == 16
+    lines = open(single, "rb").read().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    for i, part in enumerate(manifest["parts"]):
+        assert open(out + part["name"], "rb").read() == header + b"".join(body[5 * i:5 * i + 5])
+    assert list(read_rows(out)) == list(read_rows(single))
+    assert json.load(open(out + ".summary.json"))["classified"] == 16
+    assert run_cli(*args) == 2  # the manifest exists: --overwrite needed
+    assert run_cli(*args[:-4], "--workers", "1") == 2  # a folder without run.shard_rows is refused

@@ -39,9 +39,10 @@ def start(model, images, out, *extra, workers=1):
 
 
 def journal_lines(out):
+    """Records in the journal (the count of record magics; a torn last one counts too)."""
     try:
-        with open(out + ".journal/chunks.jsonl", "rb") as fh:
-            return fh.read().count(b"\n")
+        with open(out + ".journal/chunks.bin", "rb") as fh:
+            return fh.read().count(b"CIJ2")
     except FileNotFoundError:
         return 0
 
@@ -116,8 +117,9 @@ def test_resume_refuses_when_inputs_or_model_changed(workload, tmp_path, capsys)
     other = tm.write_graph(tm.quadrant_graph(keep_prob=True), str(tmp_path / "other.pb"))
     base = ["run", "--no-progress", "--images", images, "--output", out, "--set", "preprocess.mode=L"]
     refusals = [
-        (["--model", other, "--resume", "--set", "model.feeds={keep_prob:0: 1.0}"], "--resume refused"),
-        (["--model", model, "--resume", "--top-k", "2"], "--resume refused"),
+        (["--model", other, "--resume", "--set", "model.feeds={keep_prob:0: 1.0}"],
+         "--resume refused: model, config changed"),
+        (["--model", model, "--resume", "--top-k", "2"], "--resume refused: config changed"),
         (["--model", model], "use --resume"),  # neither --resume nor --overwrite: keep the journal
     ]
     for extra, needle in refusals:
@@ -132,6 +134,49 @@ def test_resume_refuses_when_inputs_or_model_changed(workload, tmp_path, capsys)
         os.rename(os.path.join(images, "q0-moved"), os.path.join(images, "q0"))
     assert main(base + ["--model", model, "--resume"]) == 0
     assert open(out, "rb").read() == ref
+
+
+def test_interrupted_overwrite_run_hints_a_command_that_resumes_it(workload, tmp_path):
+    """The old results stay until the new ones are complete: the hint must be --resume --overwrite."""
+    model, images, ref = workload
+    out = str(tmp_path / "out.csv")
+    with open(out, "wb") as fh:
+        fh.write(b"old results\n")
+    proc = start(model, images, out, "--overwrite")
+    wait_for_lines(proc, out, 5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"--resume --overwrite" in stderr, stderr
+    proc = start(model, images, out, "--resume")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and b"use --resume --overwrite" in stderr, stderr
+    assert open(out, "rb").read() == b"old results\n"
+    proc = start(model, images, out, "--resume", "--overwrite")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert open(out, "rb").read() == ref
+
+
+def test_corrupt_record_in_the_middle_is_redone_on_resume(workload, tmp_path):
+    model, images, ref = workload
+    out = str(tmp_path / "out.csv")
+    proc = start(model, images, out)
+    wait_for_lines(proc, out, 12)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    path = out + ".journal/chunks.bin"
+    data = bytearray(open(path, "rb").read())
+    third = [i for i in range(len(data)) if data.startswith(b"CIJ2", i)][2]
+    data[third + 40] ^= 0xFF  # one flipped byte inside the third record's payload
+    open(path, "wb").write(bytes(data))
+    proc = start(model, images, out, "--resume")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert open(out, "rb").read() == ref
+    summary = json.load(open(out + ".summary.json"))
+    done = summary["resumed_with_done"]
+    assert 0 < done < N_IMAGES and done % 4 == 0  # the corrupt chunk is not counted as done
+    assert summary["images_per_s"] == pytest.approx((N_IMAGES - done) / summary["wall_s"], rel=0.01)
 
 
 def test_worker_sigkill_mid_run_loses_nothing(workload, tmp_path):

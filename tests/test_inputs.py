@@ -78,3 +78,46 @@ def test_chunk_bounds_ramp_up_then_stay_full_size():
     bounds = list(chunk_bounds(1000, 100, first=8))
     assert bounds[0] == (0, 8) and bounds[-1][1] == 1000
     assert all(a == b0 for (_, a), (b0, _) in zip(bounds, bounds[1:]))  # contiguous, no gaps
+
+
+def test_list_encoding_refusals_name_the_line_and_the_likely_encoding(tmp_path):
+    lst = tmp_path / "l.txt"
+    lst.write_bytes("a.png\r\nb.png\r\n".encode("utf-16"))  # what PowerShell's Out-File writes
+    with pytest.raises(InputError, match=r"line 1: not UTF-8; it looks like UTF-16-LE .*save it as UTF-8"):
+        make_plan(None, str(lst), str(tmp_path / "p"))
+    lst.write_bytes("a.png\nb.png\n".encode("utf-16-le"))  # no byte-order mark
+    with pytest.raises(InputError, match=r"line 1: holds a NUL byte.*UTF-16-LE"):
+        make_plan(None, str(lst), str(tmp_path / "p"))
+    lst.write_bytes(b"a.png\nb.png\nc\x00.png\n")
+    with pytest.raises(InputError, match=r"line 3: holds a NUL byte"):
+        make_plan(None, str(lst), str(tmp_path / "p"))
+    lst.write_bytes(b"a.png\n\xe9t\xe9.png\n")  # Latin-1
+    with pytest.raises(InputError, match=r"line 2: not UTF-8 \(byte 0xe9\)"):
+        make_plan(None, str(lst), str(tmp_path / "p"))
+    assert not (tmp_path / "p").exists()
+
+
+def test_list_bom_comments_blanks_and_duplicates(tmp_path):
+    lst = tmp_path / "l.txt"
+    lst.write_bytes(b'\xef\xbb\xbfa.png\n# a comment\n\n  \nb.png\na.png\n"q".png\n #not a comment.png\nlast.png')
+    plan = make_plan(None, str(lst), str(tmp_path / "p"))
+    assert list(plan.listed()) == ["a.png", "b.png", "a.png", '"q".png', " #not a comment.png", "last.png"]
+    chunks = list(iter_chunks(plan, 4))
+    assert [c.paths.listed() for c in chunks] == [["a.png", "b.png", "a.png", '"q".png'],
+                                                  [" #not a comment.png", "last.png"]]
+    assert chunks[0].paths[0] == str(tmp_path / "a.png")
+
+
+def test_plan_survives_any_file_name_and_big_lists_stream_in_blocks(tmp_path, monkeypatch):
+    from compss_infer import inputs
+    names = ["x\ny.png", '"quoted".png', "plain.png", "é.png"]
+    for n in names:
+        touch(tmp_path / "i", n)
+    plan = make_plan(str(tmp_path / "i"), None, str(tmp_path / "p"))
+    assert list(plan.listed()) == sorted(names)
+    monkeypatch.setattr(inputs.LineReader, "BLOCK", 7)  # lines cross block boundaries
+    lst = tmp_path / "big.txt"
+    lst.write_text("".join(f"d/{i}.png\n" for i in range(1000)))
+    plan = make_plan(None, str(lst), str(tmp_path / "p2"))
+    got = [p for c in iter_chunks(plan, 64, covered=[(10, 500)], first=3) for p in c.paths.listed()]
+    assert got == [f"d/{i}.png" for i in list(range(10)) + list(range(500, 1000))]

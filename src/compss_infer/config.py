@@ -90,6 +90,7 @@ class RunSpec:
     window: int | None = None
     stage_model: bool = False
     report: bool = False
+    shard_rows: int | None = None  # with --output DIR/: part-00000.<fmt> ... of this many rows + manifest.json
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "window": _int(1, auto=True),
         "stage_model": _bool,
         "report": _bool,
+        "shard_rows": _int(1),
     },
 }
 CARD_SECTIONS = ("model", "preprocess")
@@ -308,7 +310,8 @@ def _resolve_paths(tree: dict[str, Any], base: str | None) -> dict[str, Any]:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
         if isinstance(value, str) and value and not (key == "output" and value == "-"):  # "-": refused later
             value = os.path.expanduser(value)
-            out[section][key] = os.path.normpath(os.path.join(base or os.getcwd(), value))
+            keep_slash = (section, key) == ("run", "output") and value.endswith(("/", os.sep))  # DIR/: sharded
+            out[section][key] = os.path.normpath(os.path.join(base or os.getcwd(), value)) + (os.sep if keep_slash else "")
     return out
 
 

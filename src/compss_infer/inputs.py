@@ -11,30 +11,136 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from .errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
+def encode_line(listed: str) -> bytes:
+    """One plan line: the path's UTF-8 bytes (non-UTF-8 names byte for byte), JSON only when it must be.
+
+    A name holding a line break, or one that starts with a double quote, is written as a JSON string,
+    so the plan stays one line per image and the common case costs no encoding at all.
+    """
+    if "\n" in listed or "\r" in listed or listed.startswith('"'):
+        return json.dumps(listed).encode("ascii") + b"\n"
+    return listed.encode("utf-8", "surrogateescape") + b"\n"
+
+
+def decode_lines(blob: bytes) -> list[str]:
+    """The listed paths of a block of plan lines (the inverse of ``encode_line``)."""
+    out = blob.decode("utf-8", "surrogateescape").split("\n")
+    out.pop()  # the block ends with a newline
+    if blob.startswith(b'"') or b'\n"' in blob:
+        out = [json.loads(p) if p.startswith('"') else p for p in out]
+    return out
+
+
+def absolute(base: str, listed: str) -> str:
+    return listed if os.path.isabs(listed) else os.path.normpath(os.path.join(base, listed))
+
+
 @dataclass(frozen=True)
 class Plan:
-    """The ordered images of a run: ``count`` lines in ``path`` (JSON strings, as listed)."""
+    """The ordered images of a run: ``count`` lines in ``path`` (see ``encode_line``)."""
 
     path: str
     base: str  # folder that relative listed paths resolve against
     count: int
-    digest: str  # sha256 over the listed paths, in order: identity of the input list
+    digest: str  # sha256 over the plan file: identity of the input list
 
     def listed(self) -> Iterator[str]:
         """Paths as the user listed them (relative to --images for a directory), in order."""
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)
+        reader = LineReader(self.path)
+        while True:
+            blob = reader.take(4096)
+            if not blob:
+                return
+            yield from decode_lines(blob)
 
     def absolute(self, listed: str) -> str:
-        return listed if os.path.isabs(listed) else os.path.normpath(os.path.join(self.base, listed))
+        return absolute(self.base, listed)
+
+
+class Lines:
+    """A block of consecutive plan lines, kept as the plan's bytes: cheap to slice, send and store."""
+
+    __slots__ = ("blob", "count", "base")
+
+    def __init__(self, blob: bytes, count: int, base: str):
+        self.blob, self.count, self.base = blob, count, base
+
+    def __len__(self) -> int:
+        return self.count
+
+    def listed(self) -> list[str]:
+        return decode_lines(self.blob)
+
+    def absolute(self) -> list[str]:
+        return [absolute(self.base, p) for p in self.listed()]
+
+    def __getitem__(self, key: Any) -> Any:
+        """``lines[i]``: an absolute path; ``lines[:h]``, ``lines[h:]``: a split for the retry policy (rare)."""
+        if isinstance(key, int):
+            return self.absolute()[key]
+        parts = self.blob.split(b"\n")[:-1][key]
+        return Lines(b"".join(p + b"\n" for p in parts), len(parts), self.base)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.absolute())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lines) and (self.blob, self.base) == (other.blob, other.base)
+
+
+class LineReader:
+    """Streams a plan file as blocks of whole lines, finding line ends with numpy (no object per line)."""
+
+    BLOCK = 1 << 22
+
+    def __init__(self, path: str):
+        self._fh = open(path, "rb")
+        self._buf = b""
+        self._ends = np.zeros(0, np.int64)  # end offset (after the newline) of each line in _buf
+        self._i = 0  # next line of _buf
+        self._pos = 0  # its byte offset
+
+    def _fill(self) -> bool:
+        data = self._fh.read(self.BLOCK)
+        if not data:
+            self._fh.close()
+            return False
+        rest = self._buf[self._pos:]
+        self._buf = rest + data
+        self._ends = np.flatnonzero(np.frombuffer(self._buf, np.uint8) == 10) + 1
+        self._i, self._pos = 0, 0
+        return True
+
+    def take(self, n: int) -> bytes:
+        """The next ``n`` lines (fewer at the end of the file) as one bytes object."""
+        parts = []
+        while n > 0:
+            avail = len(self._ends) - self._i
+            if avail <= 0:
+                if self._fh.closed or not self._fill():
+                    break
+                continue
+            k = min(n, avail)
+            stop = int(self._ends[self._i + k - 1])
+            parts.append(self._buf[self._pos:stop])
+            self._i += k
+            self._pos = stop
+            n -= k
+        if not parts:
+            return b""
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def skip(self, n: int) -> None:
+        self.take(n)
 
 
 @dataclass(frozen=True)
@@ -42,7 +148,7 @@ class Chunk:
     """A contiguous range of the plan: the unit of work sent to a worker."""
 
     start: int
-    paths: tuple[str, ...]  # absolute
+    paths: Lines
 
     @property
     def stop(self) -> int:
@@ -85,8 +191,76 @@ def discover(images_dir: str) -> Iterator[str]:
     return _walk_sorted(images_dir)
 
 
-def read_list(list_file: str) -> Iterator[str]:
-    """Paths from a list file, one per line, order kept; blank lines skipped."""
+# A block of a list file needs line-by-line handling only if it may have a blank or comment line, a
+# CR or a line starting with a double quote or white space; checked with memchr-speed searches.
+_SLOW_MARKS = (b"\n\n", b"\n#", b'\n"', b"\r", b"\n ", b"\n\t", b"\n\x0b", b"\n\x0c")
+
+
+def _needs_lines(blob: bytes) -> bool:
+    return blob[:1] in (b"\n", b"#", b'"', b" ", b"\t", b"\x0b", b"\x0c") or any(m in blob for m in _SLOW_MARKS)
+_BOMS = [(b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+         (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")]
+
+
+def _likely_encoding(head: bytes) -> str:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"{name} (it starts with a {name[:6]} byte-order mark)"
+    if len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00":
+        return "UTF-16-LE (every other byte is NUL)"
+    if len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00":
+        return "UTF-16-BE (every other byte is NUL)"
+    return ""
+
+
+def _refuse_list(list_file: str, line: int, why: str, head: bytes) -> InputError:
+    enc = _likely_encoding(head)
+    hint = f"; it looks like {enc}: save it as UTF-8" if enc else ""
+    return InputError(f"--image-list {list_file} line {line}: {why}{hint}")
+
+
+def _list_blocks(list_file: str, fh: Any) -> Iterator[tuple[bytes, int]]:
+    """(block of whole lines ending in a newline, number of raw lines before it), UTF-8 checked."""
+    head = fh.read(4)
+    fh.seek(0)
+    if any(head.startswith(bom) for bom, _ in _BOMS):
+        raise _refuse_list(list_file, 1, "not UTF-8", head)
+    pending = b""
+    lines_before = 0
+    first = True
+    while True:
+        data = fh.read(1 << 22)
+        blob = pending + data
+        if not data:
+            if not blob:
+                return
+            blob += b"\n"
+            pending = b""
+        else:
+            cut = blob.rfind(b"\n") + 1
+            blob, pending = blob[:cut], blob[cut:]
+            if not blob:
+                continue
+        if first:
+            first = False
+            if blob.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Notepad) is not part of the path
+                blob = blob[3:]
+        nul = blob.find(b"\x00")
+        if nul >= 0:
+            raise _refuse_list(list_file, lines_before + blob.count(b"\n", 0, nul) + 1,
+                               "holds a NUL byte, so it is not a UTF-8 text list", head)
+        try:
+            blob.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _refuse_list(list_file, lines_before + blob.count(b"\n", 0, exc.start) + 1,
+                               f"not UTF-8 (byte 0x{blob[exc.start]:02x})", head) from None
+        yield blob, lines_before
+        lines_before += blob.count(b"\n")
+        if not data:
+            return
+
+
+def _check_list_file(list_file: str) -> None:
     try:
         st = os.stat(list_file)
     except OSError as exc:
@@ -94,13 +268,45 @@ def read_list(list_file: str) -> Iterator[str]:
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"--image-list: not a regular file: {list_file}")
 
+
+def read_list(list_file: str) -> Iterator[str]:
+    """Paths from a list file, one per line, order kept; blank lines and ``#`` comments skipped.
+
+    The list must be UTF-8 (a UTF-8 byte-order mark is allowed): UTF-16 from PowerShell, or any
+    NUL byte, is refused with the line number before any work.
+    """
+    _check_list_file(list_file)
+
     def lines() -> Iterator[str]:
-        with open(list_file, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            for line in fh:
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield line
+        with open(list_file, "rb") as fh:
+            for blob, _ in _list_blocks(list_file, fh):
+                for line in blob.decode("utf-8").split("\n")[:-1]:
+                    line = line.rstrip("\r")
+                    if line.strip() and not line.startswith("#"):
+                        yield line
     return lines()
+
+
+def _plan_list(list_file: str, plan_path: str, base: str) -> "Plan":
+    """Copy a list file into the plan block by block; only blocks that need it are split into lines."""
+    _check_list_file(list_file)
+    digest = hashlib.sha256()
+    count = 0
+    tmp = plan_path + ".tmp"
+    with open(list_file, "rb") as src, open(tmp, "wb") as out:
+        for blob, _ in _list_blocks(list_file, src):
+            if _needs_lines(blob):
+                kept = []
+                for line in blob.decode("utf-8").split("\n")[:-1]:
+                    line = line.rstrip("\r")
+                    if line.strip() and not line.startswith("#"):
+                        kept.append(encode_line(line))
+                blob = b"".join(kept)
+            out.write(blob)
+            digest.update(blob)
+            count += blob.count(b"\n")
+    os.replace(tmp, plan_path)
+    return Plan(path=plan_path, base=base, count=count, digest=digest.hexdigest())
 
 
 def write_plan(listed: Iterable[str], plan_path: str, base: str) -> Plan:
@@ -108,12 +314,20 @@ def write_plan(listed: Iterable[str], plan_path: str, base: str) -> Plan:
     digest = hashlib.sha256()
     count = 0
     tmp = plan_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "wb") as fh:
+        buf: list[bytes] = []
         for item in listed:
-            line = json.dumps(item) + "\n"
-            fh.write(line)
-            digest.update(line.encode("utf-8"))
-            count += 1
+            buf.append(encode_line(item))
+            if len(buf) >= 8192:
+                block = b"".join(buf)
+                fh.write(block)
+                digest.update(block)
+                count += len(buf)
+                buf = []
+        block = b"".join(buf)
+        fh.write(block)
+        digest.update(block)
+        count += len(buf)
     os.replace(tmp, plan_path)
     return Plan(path=plan_path, base=base, count=count, digest=digest.hexdigest())
 
@@ -127,7 +341,7 @@ def make_plan(images_dir: str | None, image_list: str | None, plan_path: str) ->
         what = f"--images {images_dir}"
     else:
         assert image_list is not None
-        plan = write_plan(read_list(image_list), plan_path, os.path.dirname(os.path.abspath(image_list)))
+        plan = _plan_list(image_list, plan_path, os.path.dirname(os.path.abspath(image_list)))
         what = f"--image-list {image_list}"
     if plan.count == 0:
         raise InputError(f"{what}: no images found (extensions: {' '.join(sorted(IMAGE_EXTENSIONS))})")
@@ -139,9 +353,9 @@ def load_plan(plan_path: str, base: str) -> Plan:
     digest = hashlib.sha256()
     count = 0
     with open(plan_path, "rb") as fh:
-        for line in fh:
-            digest.update(line)
-            count += 1
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+            count += block.count(b"\n")
     return Plan(path=plan_path, base=base, count=count, digest=digest.hexdigest())
 
 
@@ -181,24 +395,17 @@ def chunk_bounds(count: int, chunk_size: int, first: int | None = None) -> Itera
 
 def iter_chunks(plan: Plan, chunk_size: int, covered: list[tuple[int, int]] | None = None,
                 first: int | None = None) -> Iterator[Chunk]:
-    """Chunks of the plan in order, skipping ``covered`` ranges (already done, from a journal)."""
+    """Chunks of the plan in order, skipping ``covered`` ranges (already done, from a journal).
+
+    Each chunk carries its lines as the plan's bytes (``Lines``): no Python object per image.
+    """
     covered = sorted(covered or [])
-    ranges: list[tuple[int, int]] = []
+    reader = LineReader(plan.path)
+    pos = 0
     for start, stop in chunk_bounds(plan.count, chunk_size, first):
-        ranges.extend(subtract(start, stop, covered))
-    if not ranges:
-        return
-    ri = 0
-    a, b = ranges[0]
-    buf: list[str] = []
-    for index, listed in enumerate(plan.listed()):
-        if index < a:
-            continue
-        buf.append(plan.absolute(listed))
-        if index == b - 1:
-            yield Chunk(start=a, paths=tuple(buf))
-            buf = []
-            ri += 1
-            if ri == len(ranges):
-                return
-            a, b = ranges[ri]
+        for a, b in subtract(start, stop, covered):
+            if a > pos:
+                reader.skip(a - pos)
+            blob = reader.take(b - a)
+            pos = b
+            yield Chunk(start=a, paths=Lines(blob, b - a, plan.base))

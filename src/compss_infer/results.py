@@ -51,11 +51,21 @@ def round_score(value: float | None) -> float | None:
     return None if value is None else float(fmt_score(value))
 
 
+def header_cells(top_k: int) -> list[str]:
+    return CSV_COLUMNS + (TOPK_COLUMNS if top_k > 1 else [])
+
+
+def header_bytes(fmt: str, top_k: int) -> bytes:
+    """What a results file starts with before its rows (the CSV header line; nothing for JSONL)."""
+    return (",".join(header_cells(top_k)) + "\n").encode() if fmt == "csv" else b""
+
+
 class CsvWriter:
-    def __init__(self, fh: Any, top_k: int):
+    def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._w = csv.writer(fh, lineterminator="\n")
         self._topk = top_k > 1
-        self._w.writerow(CSV_COLUMNS + (TOPK_COLUMNS if self._topk else []))
+        if header:
+            self._w.writerow(header_cells(top_k))
 
     def write(self, row: Row) -> None:
         cells = [row.path, "" if row.class_id is None else str(row.class_id), fmt_score(row.score),
@@ -67,7 +77,7 @@ class CsvWriter:
 
 
 class JsonlWriter:
-    def __init__(self, fh: Any, top_k: int):
+    def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._fh = fh
         self._topk = top_k > 1
 
@@ -85,9 +95,27 @@ WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 def check_output(output: str, overwrite: bool, resume: bool) -> None:
     """Refuse to clobber: an existing results file needs --overwrite (exit 2); a directory, device,
-    FIFO or socket is never replaced, even with --overwrite."""
+    FIFO or socket is never replaced, even with --overwrite.
+
+    Each hint names a command that works: with an interrupted run's journal beside the old results
+    (a run started with --overwrite and stopped), that is ``--resume --overwrite``.
+    """
+    if is_sharded(output):
+        if os.path.exists(os.path.join(output, MANIFEST)) and not overwrite:
+            if os.path.isfile(os.path.join(output + ".journal", "header.json")):
+                raise InputError(f"output exists: {output}{MANIFEST}, and an interrupted run's journal is at "
+                                 f"{output}.journal: use --resume --overwrite to continue that run and replace "
+                                 "the parts, or --overwrite to start afresh")
+            raise InputError(f"output exists: {output}{MANIFEST} (use --overwrite to replace it)")
+        if os.path.exists(output.rstrip("/" + os.sep)) and not os.path.isdir(output.rstrip("/" + os.sep)):
+            raise InputError(f"--output {output}: exists and is not a folder")
+        return
     refuse_special(output)
     if os.path.exists(output) and not overwrite:
+        if os.path.isfile(os.path.join(output + ".journal", "header.json")):
+            raise InputError(f"output exists: {output}, and an interrupted run's journal is at {output}.journal: "
+                             "use --resume --overwrite to continue that run and replace the file, "
+                             "or --overwrite to start afresh")
         hint = "the run already finished; " if resume else ""
         raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
 
@@ -122,6 +150,84 @@ def write_atomically(path: str, writer: Any) -> None:
         writer(fh)
 
 
+def write_atomically_bytes(path: str, writer: Any) -> None:
+    """Call ``writer(fh)`` on a binary file that replaces ``path`` only once complete."""
+    with atomic_open(path, "wb") as fh:
+        writer(fh)
+
+
+def is_sharded(output: str) -> bool:
+    """``--output DIR/`` (a trailing slash) asks for a folder of parts (with run.shard_rows)."""
+    return output.endswith(("/", os.sep))
+
+
+class ShardedWriter:
+    """``part-00000.<fmt>``, ... of ``shard_rows`` rows each, in input order, then ``manifest.json``.
+
+    Each part is written atomically (complete, or not there) as soon as it is full, so a consumer
+    can read parts while later ones are written; the manifest, written last, lists them all.  Every
+    CSV part starts with the header, so each is a results file on its own.
+    """
+
+    def __init__(self, folder: str, fmt: str, top_k: int, shard_rows: int):
+        self.folder, self.fmt, self.shard_rows = folder, fmt, shard_rows
+        self.header = header_bytes(fmt, top_k)
+        self.parts: list[dict[str, Any]] = []
+        self._cm: Any = None
+        self._fh: Any = None
+        self._rows = 0
+        self._bytes = 0
+        os.makedirs(folder, exist_ok=True)
+
+    def _open(self) -> None:
+        name = f"part-{len(self.parts):05d}.{self.fmt}"
+        self._cm = atomic_open(os.path.join(self.folder, name), "wb")
+        self._fh = self._cm.__enter__()
+        self._fh.write(self.header)
+        self.parts.append({"name": name, "rows": 0})
+        self._rows, self._bytes = 0, len(self.header)
+
+    def _close_part(self) -> None:
+        self.parts[-1].update(rows=self._rows, bytes=self._bytes)
+        cm, self._cm, self._fh = self._cm, None, None
+        cm.__exit__(None, None, None)
+
+    def write(self, rows: bytes, ends: Any) -> None:
+        """``rows``: whole rows; ``ends``: the byte end of each."""
+        pos, i, n = 0, 0, len(ends)
+        while i < n:
+            if self._fh is None:
+                self._open()
+            take = min(n - i, self.shard_rows - self._rows)
+            stop = int(ends[i + take - 1])
+            self._fh.write(rows[pos:stop])
+            self._bytes += stop - pos
+            self._rows += take
+            pos, i = stop, i + take
+            if self._rows == self.shard_rows:
+                self._close_part()
+
+    def close(self, images: int) -> str:
+        if self._fh is not None:
+            self._close_part()
+        manifest = {"format": self.fmt, "shard_rows": self.shard_rows, "images": images, "parts": self.parts}
+        path = os.path.join(self.folder, MANIFEST)
+        write_json(path, manifest)
+        keep = {p["name"] for p in self.parts} | {MANIFEST}
+        for name in os.listdir(self.folder):  # parts of an earlier, larger run (--overwrite)
+            if name.startswith("part-") and name not in keep:
+                os.unlink(os.path.join(self.folder, name))
+        return path
+
+    def abort(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._cm = self._fh = None
+
+
+MANIFEST = "manifest.json"
+
+
 def write_rows(path: str, fmt: str, top_k: int, rows: Iterable[Row]) -> None:
     def body(fh: Any) -> None:
         writer = WRITERS[fmt](fh, top_k)
@@ -135,7 +241,13 @@ def write_json(path: str, data: Any) -> None:
 
 
 def read_rows(path: str) -> Iterator[dict[str, Any]]:
-    """Read a results file back (CSV or JSONL) as dicts; used by reports and tests."""
+    """Read a results file back (CSV or JSONL, or a sharded folder's parts) as dicts; for reports and tests."""
+    if os.path.isdir(path):
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        for part in manifest["parts"]:
+            yield from read_rows(os.path.join(path, part["name"]))
+        return
     fmt = format_for(path, None)
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         if fmt == "csv":

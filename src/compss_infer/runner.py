@@ -17,21 +17,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
+
+import numpy as np
 
 from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, InputError, ModelError, RunAborted, is_disk_full, os_error_line, os_reason
-from .inputs import Plan, iter_chunks, load_plan, make_plan
+from .errors import (CompssInferError, ConfigError, InputError, ModelError, RunAborted, is_disk_full,
+                     os_error_line, os_reason)
+from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .model.identity import model_identity, ranges_by_id, sha256_file
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
-from .labels import check_labels, label_for, load_labels
-from .results import Row, write_atomically, write_json, write_rows
+from .labels import check_labels, load_labels
+from .results import header_bytes, write_atomically, write_atomically_bytes, write_json
+from .results import MANIFEST, ShardedWriter, is_sharded
+from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
 from .session import available_cpus
 from .timelimit import TimeLimitPolicy
@@ -77,20 +82,36 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str, plan_digest: str) -> str:
-    """Identity of everything that shapes the results file; --resume refuses when it changes."""
+def fingerprint_parts(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str,
+                      plan_digest: str) -> dict[str, str]:
+    """Identity of each thing that shapes the results file (model, labels, config, input list).
+
+    --resume refuses when one changes, and names which.  The one place the resume identity is made.
+    """
     d = cfg.to_dict()
-    ident = {
-        "model_sha256": model_sha,
+    config = {
         "model": {k: d["model"][k] for k in ("input", "output", "feeds", "label_offset")},
-        "labels_sha256": labels_sha,
         "preprocess": d["preprocess"],
         "session": {k: d["session"][k] for k in ("opt_level", "jit", "device")},
         "top_k": cfg.run.top_k,
         "format": fmt,
-        "plan": plan_digest,
     }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    return {"model": model_sha, "labels": labels_sha or "",
+            "config": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+            "input list": plan_digest}
+
+
+def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str, plan_digest: str) -> str:
+    """One hash over ``fingerprint_parts``: --resume refuses when it changes."""
+    parts = fingerprint_parts(cfg, model_sha, labels_sha, fmt, plan_digest)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _changed(header: dict[str, Any], parts: dict[str, str]) -> str:
+    """Which of model, labels, config, input list differ from the journal's (for the refusal line)."""
+    old = header.get("fingerprint_parts") or {}
+    names = [k for k in parts if old.get(k) != parts[k]] if old else list(parts)
+    return ", ".join(names) if old else "the model, its labels, the result-shaping config or the input list"
 
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
@@ -120,6 +141,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
     output, fmt = refuse_early(cfg)
+    if is_sharded(output) != bool(cfg.run.shard_rows):
+        raise ConfigError("run.shard_rows goes with an --output folder ending in / (DIR/): give both or neither")
     if cfg.run.engine == "sequential" and cfg.run.task_timeout not in (None, "auto"):
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
@@ -155,14 +178,16 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
                 engine.start(warm_up, _warm_up_spec(spec, planning, PLAN_WAIT_S))  # may wait for the forkserver
                 plan = planning.result()
             log.debug("planned %d images at %.2fs", plan.count, time.monotonic() - t0)
+            fp_parts = fingerprint_parts(cfg, model_sha, labels_sha, fmt, plan.digest)
             fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
         else:  # refuse a changed run before starting anything
             header = journal.reopen()
             plan = _check_resumable(journal, header, r)
+            fp_parts = fingerprint_parts(cfg, model_sha, labels_sha, fmt, plan.digest)
             fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
             if header.get("fingerprint") != fp:
-                raise InputError(f"--resume refused: the model, its labels, the result-shaping config or the "
-                                 f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
+                raise InputError(f"--resume refused: {_changed(header, fp_parts)} changed since {journal.dir} "
+                                 f"was written (use --overwrite to start afresh)")
             left = plan.count - sum(b - a for a, b in journal.covered())
             engine.start(warm_up, replace(spec, warm_up_images=max(1, left)))
         info: ModelInfo = engine.preflight()
@@ -177,7 +202,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         if fresh:
             chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
             first_chunk = min(batch, chunk) if not r.chunk_size else chunk  # a given chunk size is kept as is
-            journal.write_header({"fingerprint": fp, "chunk_size": chunk, "first_chunk": first_chunk,
+            journal.write_header({"fingerprint": fp, "fingerprint_parts": fp_parts, "chunk_size": chunk, "first_chunk": first_chunk,
                                   "plan_base": plan.base,
                                   "plan_digest": plan.digest, "images": plan.count, "format": fmt,
                                   "created": started_at.isoformat()})
@@ -191,7 +216,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         progress = Progress(plan.count, done=done_before, enabled=r.progress, started=t0)
         log.info("%d images (%d already done), engine %s, %d worker(s), batch %d, chunk %d",
                  plan.count, done_before, r.engine, workers, batch, chunk)
-        scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window)
+        row_format = RowFormat(fmt=fmt, top_k=r.top_k,
+                               labels=tuple(labels) if labels else None, label_offset=cfg.model.label_offset)
+        scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window, row_format)
         try:
             stats = scheduler.run(iter_chunks(plan, chunk, covered, first_chunk))
         finally:
@@ -210,8 +237,10 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             raise Interrupted(f"interrupted by {exc} during start-up, before any result; "
                               f"nothing to resume: run the same command again") from None
         journal.close()
+        old_results = os.path.join(output, MANIFEST) if is_sharded(output) else output
+        again = "--resume --overwrite" if os.path.exists(old_results) else "--resume"
         raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
-                          f"run again with --resume to continue") from None
+                          f"run again with {again} to continue") from None
     except CompssInferError:
         engine.close(abort=True)
         if fresh and not journal.covered():
@@ -302,6 +331,8 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
     if current.digest != header.get("plan_digest") or current.base != header.get("plan_base"):
         raise InputError("--resume refused: the input list changed since the journal was written "
                          "(use --overwrite to start afresh)")
+    if load_plan(journal.plan_path, header["plan_base"]).count != header.get("images"):
+        raise InputError(f"--resume refused: the plan in {journal.dir} is damaged (use --overwrite to start afresh)")
     return load_plan(journal.plan_path, header["plan_base"])
 
 
@@ -316,34 +347,41 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     kinds: dict[str, int] = {}
     models_used: dict[str, int] = {}
     tasks: list[list[Any]] = []
+    listed = LineReader(plan.path) if scorer else None
 
-    def rows() -> Iterator[Row]:
-        listed = plan.listed()
+    def body(fh: Any) -> None:
+        """The header, then each record's rows in input order: bytes concatenated, no per-row object."""
+        if fh is not None:
+            fh.write(header_bytes(fmt, top_k))
         for rec in journal.records_in_order(plan.count):
             if rec.timing is not None:
                 tasks.append([rec.start, rec.count, *rec.timing, rec.attempts, len(rec.errors)])
                 models_used[rec.timing[7]] = models_used.get(rec.timing[7], 0) + 1
-            for j in range(rec.count):
-                path = next(listed)
-                err = rec.errors.get(j)
-                if err is not None:
-                    counts["failed"] += 1
-                    kind = err.split(":", 1)[0]
-                    kinds[kind] = kinds.get(kind, 0) + 1
-                    if scorer:
-                        scorer.add(path, None, None)
-                    yield Row(path, None, None, None, err)
-                    continue
-                counts["ok"] += 1
-                cid = rec.class_ids[j]
-                label = label_for(cid, labels, cfg.model.label_offset)
-                topk = rec.topk_ids[j] if rec.topk_ids is not None else None
-                if scorer:
-                    scorer.add(path, cid, topk)
-                yield Row(path, cid, rec.scores[j] if rec.scores is not None else None, label, err,
-                          topk, rec.topk_scores[j] if rec.topk_scores is not None else None)
+            for err in rec.errors.values():
+                kind = err.split(":", 1)[0]
+                kinds[kind] = kinds.get(kind, 0) + 1
+            counts["failed"] += len(rec.errors)
+            counts["ok"] += rec.count - len(rec.errors)
+            if scorer is not None and listed is not None:
+                failed = np.zeros(rec.count, bool)
+                failed[list(rec.errors)] = True
+                scorer.add_many(decode_lines(listed.take(rec.count)), rec.class_ids, rec.topk_ids, failed)
+            if shards is not None:
+                shards.write(rec.rows, row_ends(rec.rows, rec.count, rec.ends))
+            else:
+                fh.write(rec.rows)
 
-    write_rows(output, fmt, top_k, rows())
+    if is_sharded(output):
+        shards = ShardedWriter(output, fmt, top_k, cfg.run.shard_rows or plan.count)
+        try:
+            body(None)
+        except BaseException:
+            shards.abort()
+            raise
+        shards.close(plan.count)
+    else:
+        shards = None
+        write_atomically_bytes(output, body)
     end = time.monotonic()
     wall = end - t0
     after_first = progress.rates(end)[1] if progress is not None else None

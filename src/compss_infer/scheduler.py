@@ -18,9 +18,10 @@ from typing import Any, Callable, Iterator
 
 from .contracts import ChunkResult, WorkerSpec
 from .engines.base import Engine
-from .inputs import Chunk
+from .inputs import Chunk, Lines
 from .journal import Journal, Record
 from .progress import Progress
+from .rows import ChunkRows, RowFormat, classify_rows, format_chunk
 
 log = logging.getLogger("compss_infer")
 
@@ -30,7 +31,7 @@ class Task:
     """A range of images to classify, and its failure history."""
 
     start: int
-    paths: tuple[str, ...]
+    paths: Any  # inputs.Lines (the plan's bytes), or a tuple of absolute paths
     attempts: int = 0  # failed attempts so far
     split: bool = False  # came from splitting: split again at the first failure
     failures: list[str] = field(default_factory=list)
@@ -70,8 +71,12 @@ class Scheduler:
     """Feeds an engine from an ordered chunk iterator and journals every finished range."""
 
     def __init__(self, engine: Engine, spec: WorkerSpec, journal: Journal, progress: Progress,
-                 task_fn: Callable[..., Any], max_retries: int, window: int):
+                 task_fn: Callable[..., Any], max_retries: int, window: int,
+                 row_format: RowFormat | None = None):
         self.engine = engine
+        self.row_format = row_format or RowFormat()
+        # rows are formatted where the chunk runs, except on COMPSs, whose task returns a ChunkResult
+        self.rows_in_worker = getattr(engine, "name", "") != "compss"
         self.spec = spec
         self.journal = journal
         self.progress = progress
@@ -87,7 +92,11 @@ class Scheduler:
         key = self._next_key
         self._next_key += 1
         self._inflight[key] = task
-        self.engine.submit(key, self.task_fn, self.spec, list(task.paths))
+        if isinstance(task.paths, Lines) and self.rows_in_worker:
+            self.engine.submit(key, classify_rows, self.task_fn, self.spec, self.row_format, task.paths.base,
+                               task.paths.blob)
+        else:
+            self.engine.submit(key, self.task_fn, self.spec, list(task.paths))
 
     def run(self, chunks: Iterator[Chunk]) -> ScheduleStats:
         more = True
@@ -105,9 +114,11 @@ class Scheduler:
                 return self.stats
             for outcome in self.engine.poll(0.5):
                 task = self._inflight.pop(outcome.key)
-                if outcome.failure is None and isinstance(outcome.value, ChunkResult) \
-                        and len(outcome.value) == len(task.paths):
-                    self._record(task, outcome.value)
+                value = outcome.value
+                if outcome.failure is None and isinstance(value, ChunkResult) and len(value) == len(task.paths):
+                    value = format_chunk(value, self._listed(task), self.row_format)
+                if outcome.failure is None and isinstance(value, ChunkRows) and value.count == len(task.paths):
+                    self._record(task, value)
                 else:
                     failure = outcome.failure or "TaskFailed: the task returned no result"
                     self._failed(task, failure)
@@ -125,8 +136,12 @@ class Scheduler:
         return (f"chunk at image {task.start} ({len(task.paths)} images) on {worker}, "
                 f"running {seconds:.0f}s{left}")
 
-    def _record(self, task: Task, result: ChunkResult) -> None:
-        self.journal.append(Record.from_result(task.start, result, task.attempts + 1))
+    @staticmethod
+    def _listed(task: Task) -> list[str]:
+        return task.paths.listed() if isinstance(task.paths, Lines) else list(task.paths)
+
+    def _record(self, task: Task, result: ChunkRows) -> None:
+        self.journal.append(Record.from_rows(task.start, result, task.attempts + 1))
         self.stats.tasks_done += 1
         self.stats.images_done += len(task.paths)
         if self.stats.first_result_at is None:
@@ -140,7 +155,8 @@ class Scheduler:
             text = give_up_text(task, failure)
             log.warning("image %d given up: %s", task.start, text)
             self.stats.images_given_up += 1
-            self._record(task, ChunkResult.all_failed(len(task.paths), text))
+            self._record(task, format_chunk(ChunkResult.all_failed(len(task.paths), text), self._listed(task),
+                                            self.row_format))
             return
         if len(follow) == 2:
             log.warning("chunk at image %d (%d images) failed again (%s); splitting it",
