@@ -237,7 +237,7 @@ def test_closed_stderr_does_not_end_the_run(small, tmp_path):
     assert len(open(out).read().splitlines()) == len(items) + 1
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.6, 1.2])
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.2]  # 0.3 s: past the interpreter start-up, inside the forkserver start)
 def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
@@ -248,7 +248,7 @@ def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C does
     _, err = proc.communicate(timeout=60)  # EOF once the forkserver is gone too: its log lines would be here
     lines = err.decode().strip().splitlines()
-    if proc.returncode == 0:
+    if proc.returncode == 0 and delay >= 1:  # TensorFlow alone takes ~2 s to import: a lost Ctrl-C below that
         pytest.skip(f"the run finished within {delay}s on this machine")
     assert proc.returncode == 130 and len(lines) == 1 and lines[0].startswith("compss-infer: interrupted"), lines
     if "before any result" in lines[0] or lines[0] == "compss-infer: interrupted":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing import connection
@@ -88,17 +89,26 @@ PRELOAD = ["compss_infer._preload"]
 
 class _ChildrenIgnoreSigint:
     """Processes started inside inherit SIGINT as ignored (it survives exec, and Python keeps it):
-    a Ctrl-C while the forkserver imports TensorFlow is the master's alone to report."""
+    a Ctrl-C while the forkserver imports TensorFlow is the master's alone to report.
+
+    The master also blocks SIGINT meanwhile: on Linux a blocked signal is kept pending even while
+    ignored, so a Ctrl-C in this window reaches the master's own handler on leaving, once that is
+    back (without the block the run would go on as if no Ctrl-C had come).
+    """
 
     def __enter__(self) -> None:
-        try:
-            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except ValueError:  # not the main thread
-            self._old = None
+        self._old = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may change handlers: leave signals alone
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        if self._old is None:
+            return
+        signal.signal(signal.SIGINT, self._old)  # the handler first, then the pending signal
+        if signal.SIGINT not in self._mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def prestart(start_method: str) -> None:
