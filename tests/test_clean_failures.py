@@ -237,7 +237,7 @@ def test_closed_stderr_does_not_end_the_run(small, tmp_path):
     assert len(open(out).read().splitlines()) == len(items) + 1
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.2]  # 0.3 s: past the interpreter start-up, inside the forkserver start)
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.2])  # 0.3 s: past the interpreter start-up, inside the forkserver start
 def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
