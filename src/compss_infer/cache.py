@@ -1,7 +1,8 @@
 """The per-worker-process model cache: the one piece of global state in compss-infer.
 
 A worker (local pool process, PyCOMPSs executor, or the master itself for the sequential engine)
-loads a model once and reuses its session for every later chunk.  The key holds the file's
+loads a model once and reuses it for every later chunk.  Which backend loads it (TensorFlow
+GraphDef or LiteRT .tflite) is decided from the file by ``model.backends.load_predictor``.  The key holds the file's
 identity (real path, size, mtime), so a model file replaced on disk is loaded afresh by the next
 chunk, and the older predictor for that path is closed.
 """
@@ -29,8 +30,8 @@ def file_identity(path: str) -> tuple[str, int, int]:
 
 def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     """(predictor, loaded_now).  Threads from COMPSS_NUM_THREADS are part of the key."""
-    from .predictor import Predictor
     from .graph import read_model_bytes
+    from .model.backends import load_predictor
 
     identity = file_identity(spec.model.path)
     key = (identity, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
@@ -40,7 +41,7 @@ def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
         return hit, False
     for old in [k for k in _CACHE if k[0][0] == identity[0]]:
         _CACHE.pop(old).close()
-    predictor = Predictor(spec, read_model_bytes(identity[0]))
+    predictor = load_predictor(spec, read_model_bytes(identity[0]))
     _CACHE[key] = predictor
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)[1].close()

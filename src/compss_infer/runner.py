@@ -100,9 +100,11 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
 
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
+    from .model.formats import preload_modules
     r = cfg.run
     return {"workers": workers, "start_method": r.start_method, "task_timeout": r.task_timeout,
-            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus}
+            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus,
+            "preload": preload_modules(cfg.model.path)}
 
 
 def _install_signal_handlers() -> dict[int, Any]:

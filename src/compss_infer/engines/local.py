@@ -80,11 +80,12 @@ class _Worker:
     born: float = field(default_factory=time.monotonic)
 
 
-PRELOAD = ["compss_infer._preload"]
+PRELOAD = ["compss_infer._preload"]  # the default: TensorFlow (callers pass the model's own list)
 
 
-def prestart(start_method: str) -> None:
-    """Start the forkserver (which imports TensorFlow) now, before the master's own imports.
+def prestart(start_method: str, preload: list[str] | None = None) -> None:
+    """Start the forkserver (which imports ``preload``, by default TensorFlow) now, before the
+    master's own imports.
 
     Non-blocking: the server preloads in the background and workers fork from it when asked.
     """
@@ -92,7 +93,7 @@ def prestart(start_method: str) -> None:
         return
     import multiprocessing
     from multiprocessing import forkserver
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload or PRELOAD)
     forkserver.ensure_running()
 
 
@@ -102,7 +103,8 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, workers: int, start_method: str = "forkserver", task_timeout: float | None = None,
-                 max_startup_failures: int = 3, gpus: list[str] | None = None, **_: Any):
+                 max_startup_failures: int = 3, gpus: list[str] | None = None,
+                 preload: list[str] | None = None, **_: Any):
         import multiprocessing
         self.workers = max(1, workers)
         self.gpus = gpus or []  # worker slot i uses GPU gpus[i % len(gpus)]
@@ -110,7 +112,7 @@ class LocalEngine:
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(PRELOAD)
+            self._ctx.set_forkserver_preload(preload or PRELOAD)
         self._pool: list[_Worker] = []
         self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
         self._init: tuple[Callable[[Any], Any], Any] | None = None

@@ -1,0 +1,6 @@
+"""The model side of compss-infer: what a model file is, and the backends that run it.
+
+A loaded model is a :class:`~compss_infer.model.protocol.Predictor`; ``backends.load_predictor``
+picks the implementation from the file (a TensorFlow GraphDef or a LiteRT ``.tflite`` flatbuffer).
+Workers and engines see only the protocol.  Nothing here imports TensorFlow at module level.
+"""
