@@ -60,7 +60,7 @@ def _schema() -> Any:
     except ImportError:
         from ..errors import MissingDependency
         raise MissingDependency("running a .tflite model needs the ai-edge-litert package "
-                                "(pip install 'ai-edge-litert>=2.1,<2.4')") from None
+                                "(pip install 'ai-edge-litert>=2.3,<2.4')") from None
     return schema
 
 

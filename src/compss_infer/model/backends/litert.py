@@ -11,13 +11,10 @@ otherwise the normalized floats are quantized here.  Quantized outputs are dequa
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,25 +23,11 @@ from ...errors import ConfigError, ModelError
 from ...graph import input_layout
 from ...session import resolve_threads
 from ...sizing import auto_batch
+from ..quiet import quiet_stderr
 from ..tflite_audit import TensorDesc, TfliteModel, check_safety, read_tflite
 
 _MODE_CHANNELS = {"L": 1, "RGB": 3, "BGR": 3}
 _INT_RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """LiteRT's C++ side prints 'INFO: Created TensorFlow Lite XNNPACK delegate' on fd 2."""
-    import sys
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -107,7 +90,7 @@ class LiteRTPredictor:
     def _make_interpreter(self, data: bytes, path: str) -> Any:
         from ai_edge_litert.interpreter import Interpreter
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 interp = Interpreter(model_content=data, num_threads=self.threads)  # XNNPACK: the default
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -181,6 +164,11 @@ class LiteRTPredictor:
     def input_dtype(self) -> np.dtype | None:
         return self._feed_dtype
 
+    @property
+    def tensors(self) -> tuple[TensorDesc, TensorDesc]:
+        """(input, output) as the flatbuffer describes them, quantization included."""
+        return self._x, self._y
+
     def _warm_up(self) -> None:
         n = self.info.fixed_batch or self.info.batch_size
         zeros = np.zeros((n, self.info.height, self.info.width, self.info.channels), dtype=self._feed_dtype)
@@ -198,6 +186,8 @@ class LiteRTPredictor:
         if self._shift is not None:  # raw pixels in
             if isinstance(self._shift, int) and self._shift == 0 and x.dtype == "uint8":
                 return np.asarray(batch, dtype=np.uint8)
+            if isinstance(self._shift, int) and self._shift == -128 and x.dtype == "int8":
+                return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # p - 128, no widening
             return np.clip(batch.astype(np.int16) + self._shift, lo, hi).astype(x.dtype)
         return np.clip(np.rint(batch / x.scale + x.zero_point), lo, hi).astype(x.dtype)
 
