@@ -219,12 +219,19 @@ def _card(cfg: RunConfig, output: str, card: str, int8: Any, calib: int, ver: Ve
             "output": {"dtype": y.dtype, "scale": y.scale, "zero_point": y.zero_point},
             "calibration_images": calib,
         },
-        "verification": {"check_images": ver.images, "source": ver.source,
+        "verification": {"check_images": ver.images, "source": _portable(ver.source, card),
                          "top1_agreement": round(ver.agreement, 4),
                          "max_score_difference": None if ver.max_score_diff is None else round(ver.max_score_diff, 5)},
         "source": {"model": os.path.basename(cfg.model.path), "sha256": source_sha},
         "bytes": size,
     }
+
+
+def _portable(source: str, card: str) -> str:
+    """``--check /abs/dir`` -> relative to the card's folder, so rebuilt cards match on any checkout."""
+    if source.startswith("--check "):
+        return "--check " + os.path.relpath(source[len("--check "):], os.path.dirname(os.path.abspath(card)))
+    return source
 
 
 def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
