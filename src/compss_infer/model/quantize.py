@@ -42,6 +42,7 @@ class AgreementTooLow(CompssInferError):
     """The int8 model disagrees with fp32 too often: nothing written (exit 1, with the figures)."""
 
     exit_code = 1
+    kind = "AgreementTooLow"
 
 
 @dataclass
