@@ -77,7 +77,7 @@ def test_a_tflite_run_needs_only_the_model_and_agrees_with_fp32(quantized, tmp_p
     for r, f in zip(a, b):
         assert abs(float(r["score"]) - float(f["score"])) < 0.05
     summary = json.loads(Path(int8 + ".summary.json").read_text())
-    assert summary["model"]["input_dtype"] == "int8" or "int8" in json.dumps(summary["model"])
+    assert summary["model"]["input_dtype"] == "int8" and summary["model"]["device"] == "cpu (LiteRT, XNNPACK)"
 
 
 def test_quantize_refuses_below_min_agreement_and_writes_nothing(tmp_path, capsys):

@@ -81,9 +81,5 @@ def format_tflite_text(info: TfliteInspection) -> str:
     lines.append(f"quantized  {'yes (integer tensors inside)' if info.quantized else 'no (float model)'}")
     verdict = "safe (LiteRT builtin ops only)" if info.safe else \
         f"UNSAFE: {len(info.unsafe_ops)} custom/Flex op(s) refused (run needs --allow-unsafe-ops)"
-    lines.append(f"audit      {verdict}")
-    lines.extend(f"  - {f}" for f in info.unsafe_ops)
-    lines.append(f"ops        {len(info.ops)} types")
-    width = max((len(op) for op in info.ops), default=0)
-    lines.extend(f"  {op:<{width}}  {n}" for op, n in info.ops.items())
-    return "\n".join(lines)
+    from ..inspection import audit_and_ops_lines
+    return "\n".join(lines + audit_and_ops_lines(verdict, info.unsafe_ops, info.ops))

@@ -23,6 +23,7 @@ from ...errors import ConfigError, ModelError
 from ...graph import input_layout
 from ...session import resolve_threads
 from ...sizing import auto_batch
+from ..batching import run_in_slices
 from ..quiet import quiet_stderr
 from ..tflite_audit import TensorDesc, TfliteModel, check_safety, read_tflite
 
@@ -217,17 +218,8 @@ class LiteRTPredictor:
             return np.stack([self._run(item) for item in x])
         fixed = self.info.fixed_batch
         if self._dynamic or fixed == n:
-            if not self._dynamic and fixed is None:
-                raise ModelError("input has no batch dimension")
             return self._run(x)
-        outs = []
-        for s in range(0, n, fixed):
-            piece = x[s:s + fixed]
-            m = len(piece)
-            if m < fixed:  # pad the last slice with copies of its first item
-                piece = np.concatenate([piece, np.repeat(piece[:1], fixed - m, axis=0)])
-            outs.append(self._run(piece)[:m])
-        return np.concatenate(outs)
+        return run_in_slices(self._run, x, fixed)
 
     def close(self) -> None:
         self.decoder.shutdown(wait=False, cancel_futures=True)
