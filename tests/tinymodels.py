@@ -136,3 +136,31 @@ def expected_scores(path: str, h: int = 8, w: int = 8) -> np.ndarray:
     z = means / 255.0 * SCALE
     e = np.exp(z - z.max())
     return e / e.sum()
+
+
+def odd_output_graph(kind: str, h: int = 8, w: int = 8, batch: int | None = None) -> Any:
+    """The quadrant classifier with an output that is wrong in one way (the issue-10 graphs).
+
+    batch_mean: one row for the whole batch; doubled: two rows per image; first_two: only the first
+    two rows (right at batch 1 and 2, wrong above); scalar: one number per batch; nan_q3: NaN scores
+    for images whose brightest quadrant is 3 (the others are right).
+    """
+    tf = import_tf()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, h, w, 1], name="images")
+        probs = tf.nn.softmax(_quadrant_logits(tf, x, h, w))
+        if kind == "batch_mean":
+            tf.reduce_mean(probs, axis=0, keepdims=True, name="out")
+        elif kind == "doubled":
+            tf.concat([probs, probs], axis=0, name="out")
+        elif kind == "first_two":
+            tf.identity(probs[:2], name="out")
+        elif kind == "scalar":
+            tf.reduce_mean(probs, name="out")
+        elif kind == "nan_q3":
+            is_q3 = tf.cast(tf.equal(tf.argmax(probs, axis=1), 3), tf.float32)[:, None]
+            tf.multiply(probs, 1.0 + 0.0 * tf.math.log(0.5 - is_q3), name="out")  # log(-0.5) = NaN
+        else:
+            raise ValueError(kind)
+    return g.as_graph_def()

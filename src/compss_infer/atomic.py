@@ -1,11 +1,15 @@
 """Atomic file writes: a temporary file beside the target, fsynced, then renamed over it.
 
 Readers never see half a file (results, summaries, reports, models replaced during a run).
+A symlink is followed: its target is replaced (the temporary file sits in the target's folder, so
+the rename stays atomic) and the link stays.  A directory, device, FIFO or socket is never replaced.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
@@ -14,7 +18,8 @@ from typing import IO, Any, Iterator
 @contextmanager
 def atomic_open(path: str, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """``with atomic_open(p, "w") as fh: ...`` writes ``p`` completely or not at all."""
-    folder = os.path.dirname(os.path.abspath(path))
+    path = target_of(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
@@ -32,6 +37,23 @@ def atomic_open(path: str, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
         except OSError:
             pass
         raise
+
+
+def target_of(path: str) -> str:
+    """The file a write to ``path`` must replace: the link's target for a symlink; refuses
+    (OSError naming the path) an existing non-regular file."""
+    path = os.path.abspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return path
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EEXIST, "exists and is not a regular file", path)
+    return path
 
 
 def write_bytes(path: str, data: bytes) -> None:

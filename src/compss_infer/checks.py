@@ -6,11 +6,17 @@ a job waits in a queue.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import tempfile
 
 from .config import RunConfig
-from .errors import ConfigError, InputError, ModelError
-from .results import check_output, format_for
+from .errors import ConfigError, InputError, os_reason
+from .modelfiles import check_model_path
+from .results import check_output, format_for, refuse_special
+
+MIN_FREE_BYTES = 1 << 20  # below this nothing useful fits: refuse as "no space left"
 
 
 def journal_exists(output: str) -> bool:
@@ -24,14 +30,74 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
         raise ConfigError("run.output: no results file given (--output FILE)")
     if bool(r.images) == bool(r.image_list):
         raise ConfigError("give exactly one of --images DIR (run.images) or --image-list FILE (run.image_list)")
-    if not os.path.isfile(cfg.model.path):
-        raise ModelError(f"model file not found: {cfg.model.path}")
+    if r.output == "-":
+        raise InputError("--output -: results cannot go to stdout (the run journals and renames its "
+                         "results file); give a file name (./- for a file named '-')")
+    check_model_path(cfg.model.path)
     if r.truth and not os.path.isfile(r.truth):
         raise ConfigError(f"run.truth: file not found: {r.truth}")
     if r.report:
         from .report import require_matplotlib
         require_matplotlib()  # refuse before the work, not after it
+    refuse_special(r.output)
     return r.output, format_for(r.output, r.format)
+
+
+def _existing_ancestor(folder: str) -> str:
+    while not os.path.lexists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
+
+
+def check_writable_folder(folder: str, what: str) -> None:
+    """Refuse (exit 2) a folder that cannot be created or written, or that has no free space.
+
+    Probes for real (a temporary file created and removed) in the deepest folder that exists,
+    since permission bits say nothing about a read-only mount, root, or ACLs.
+    """
+    folder = os.path.abspath(folder)
+    base = _existing_ancestor(folder)
+    if not os.path.isdir(base):
+        raise InputError(f"{what}: cannot create {folder}: {base} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".compss-infer-probe.", dir=base)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write in {base}: {os_reason(exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
+    try:
+        st = os.statvfs(base)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        reason = os_reason(OSError(errno.ENOSPC, "no space left"))
+        raise InputError(f"{what}: cannot write in {base}: {reason} ({free // 1024} KiB free)")
+
+
+def check_output_location(output: str) -> None:
+    """Where the results, their temporary file, summary and journal go must be writable now.
+
+    A symlinked output is written in its target's folder (atomic.py), the journal beside the link.
+    """
+    folders = {os.path.dirname(os.path.abspath(output))}
+    if os.path.islink(output):
+        folders.add(os.path.dirname(os.path.realpath(output)))
+    for folder in sorted(folders):
+        check_writable_folder(folder, f"--output {output}")
+    for side in (output + ".summary.json", output + ".tasks.csv"):
+        if os.path.lexists(side) and not _regular_or_missing(side):
+            raise InputError(f"--output {output}: {side} exists and is not a regular file")
+
+
+def _regular_or_missing(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True  # a dangling link: its target is created
 
 
 def refuse_early(cfg: RunConfig) -> tuple[str, str]:
@@ -48,4 +114,5 @@ def refuse_early(cfg: RunConfig) -> tuple[str, str]:
         if journal_exists(output) and not r.overwrite:
             raise InputError(f"an interrupted run left a journal at {output}.journal: "
                              "use --resume to continue it or --overwrite to start afresh")
+    check_output_location(output)
     return output, fmt

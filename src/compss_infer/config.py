@@ -9,6 +9,7 @@ starts; a problem raises :class:`ConfigError` naming the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
@@ -36,6 +37,7 @@ class ModelSpec:
     labels: str | None = None
     card: str | None = None
     allow_unsafe_ops: bool = False
+    label_offset: int = 0  # class i is named by labels line i - offset (1: TF-slim background class 0)
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,14 @@ class RunConfig:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     session: SessionSpec = field(default_factory=SessionSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    # "section.key" of every value some layer (card, file, flag, --set) set: to tell a default nobody chose
+    chosen: frozenset[str] = field(default=frozenset(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-serialisable form (for summaries and fingerprints)."""
         d = asdict(self)
-        d["model"]["feeds"] = {k: v for k, v in self.model.feeds}
+        d.pop("chosen", None)
+        d["model"]["feeds"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.feeds}
         for key in ("size", "mean", "std"):
             value = d["preprocess"][key]
             d["preprocess"][key] = list(value) if value is not None else None
@@ -209,7 +214,7 @@ def _feeds(key: str, v: Any) -> Any:
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
             raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
-        out.append((name, value))
+        out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
 
@@ -231,6 +236,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "labels": _str(),
         "card": _str(),
         "allow_unsafe_ops": _bool,
+        "label_offset": _int(),
     },
     "preprocess": {
         "size": _size,
@@ -282,7 +288,7 @@ def _resolve_paths(tree: dict[str, Any], base: str | None) -> dict[str, Any]:
     out = copy.deepcopy(tree)
     for section, key in PATH_KEYS:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and not (key == "output" and value == "-"):  # "-": refused later
             value = os.path.expanduser(value)
             out[section][key] = os.path.normpath(os.path.join(base or os.getcwd(), value))
     return out
@@ -324,6 +330,8 @@ def load_yaml(path: str, what: str = "config") -> Any:
         raise ConfigError(f"{what} file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(f"{what} file {path} is not text (not UTF-8): give a YAML file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -406,7 +414,9 @@ def build_config(config_file: str | None = None, flags: dict[str, Any] | None = 
         card = card_path_for(model_path)
         card_tree = _load_card(card)
         user["model"]["card"] = card
-    return _validate(_merge(card_tree, user))
+    merged = _merge(card_tree, user)
+    chosen = frozenset(f"{section}.{key}" for section, body in merged.items() for key in body)
+    return dataclasses.replace(_validate(merged), chosen=chosen)
 
 
 def config_to_yaml(cfg: RunConfig) -> str:

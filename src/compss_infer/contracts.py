@@ -23,6 +23,7 @@ class WorkerSpec:
     top_k: int = 1
     default_threads: int | None = None  # intra-op threads when neither config nor COMPSs says
     decode_threads: int = 1
+    warm_up_images: int | None = None  # images in the run: warm up with min(batch, this)
 
     def load_key(self) -> tuple:
         """The fields that shape a loaded predictor (not batch size: any batch runs on it)."""

@@ -45,3 +45,41 @@ class MissingDependency(CompssInferError):
     """An optional extra the command needs is not installed (the message says how to install it)."""
 
     kind = "MissingDependency"
+
+
+# The reasons the user reads, worded the same wherever a file system refuses us.
+_REASONS = {
+    "EROFS": "read-only file system",
+    "ENOSPC": "no space left",
+    "EDQUOT": "no space left (disk quota exceeded)",
+    "EFBIG": "no space left (file too large)",
+    "EACCES": "permission denied",
+    "EPERM": "permission denied",
+    "EISDIR": "is a directory",
+    "ENOTDIR": "not a directory",
+    "ENOENT": "no such file or directory",
+}
+DISK_FULL = ("ENOSPC", "EDQUOT", "EFBIG")
+
+
+def os_reason(exc: OSError) -> str:
+    """``read-only file system``, ``no space left``, ... : the short reason for an OSError."""
+    import errno as _errno
+    name = _errno.errorcode.get(exc.errno or 0, "")
+    if name in _REASONS:
+        return _REASONS[name]
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno as _errno
+    return isinstance(exc, OSError) and _errno.errorcode.get(exc.errno or 0, "") in DISK_FULL
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the path and the reason (``/data/out.csv: read-only file system``)."""
+    path = exc.filename if exc.filename is not None else None
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "replace")
+    return f"{path}: {os_reason(exc)}" if path else os_reason(exc)

@@ -232,7 +232,9 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
         if kind in ("image", "unbatched"):
             gh, gw, gc = in_shape[-3:]
             if gc is not None and gc != want_c:
-                raise ModelError(f"input {_describe(x)} wants {gc} channels but preprocess.mode={pre.mode} gives {want_c}")
+                from .preprocess import channel_hint
+                raise ModelError(f"input {_describe(x)} wants {gc} channels but preprocess.mode={pre.mode} gives "
+                                 f"{want_c}: {channel_hint(gc)}")
             if pre.size is not None and ((gh is not None and gh != pre.size[0]) or (gw is not None and gw != pre.size[1])):
                 raise ModelError(f"preprocess.size {list(pre.size)} does not match input {_describe(x)}")
             height = pre.size[0] if pre.size else gh

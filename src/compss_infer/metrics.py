@@ -14,37 +14,62 @@ from .errors import ConfigError
 
 
 def load_truth_csv(path: str) -> dict[str, int]:
-    """``path,class_id`` rows (a header row is optional)."""
+    """``path,class_id`` rows (a header row and a byte-order mark are optional).
+
+    A path listed twice with different classes is refused: which one is true cannot be told.
+    """
     truth: dict[str, int] = {}
+    first_line: dict[str, int] = {}
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             for n, row in enumerate(csv.reader(fh), 1):
-                if not row or (n == 1 and row[:2] == ["path", "class_id"]):
+                if not row or (n == 1 and [c.strip() for c in row[:2]] == ["path", "class_id"]):
                     continue
                 if len(row) < 2:
                     raise ConfigError(f"run.truth {path} line {n}: expected path,class_id")
                 try:
-                    truth[row[0]] = int(row[1])
+                    cid = int(row[1])
                 except ValueError:
                     raise ConfigError(f"run.truth {path} line {n}: class_id {row[1]!r} is not an integer") from None
+                if row[0] in truth and truth[row[0]] != cid:
+                    raise ConfigError(f"run.truth {path} line {n}: {row[0]!r} is class {cid} here but class "
+                                      f"{truth[row[0]]} on line {first_line[row[0]]}")
+                truth[row[0]] = cid
+                first_line.setdefault(row[0], n)
     except OSError as exc:
         raise ConfigError(f"run.truth: cannot read {path}: {exc.strerror}") from None
     return truth
 
 
 class FolderTruth:
-    """Truth from ``<class>/...`` folder names, through the labels file (name -> line number)."""
+    """Truth from ``<class>/...`` folder names: a labels line (-> its class) or a class id.
 
-    def __init__(self, labels: Sequence[str] | None):
-        if not labels:
-            raise ConfigError("--truth-from-folders needs model.labels (folder names are looked up there)")
-        self._ids = {name: i for i, name in enumerate(labels)}
+    Folder names that are neither are counted, so the run can warn about them.
+    """
+
+    def __init__(self, labels: Sequence[str] | None, offset: int = 0, num_classes: int | None = None):
+        self._ids = {name: i + offset for i, name in enumerate(labels or [])}
+        self.num_classes = num_classes
+        self.unmatched: Counter = Counter()  # folder name -> images under it
+
+    def _lookup(self, name: str) -> int | None:
+        if name in self._ids:
+            return self._ids[name]
+        if name.isascii() and name.isdigit():
+            cid = int(name)
+            if self.num_classes is None or cid < self.num_classes:
+                return cid
+        return None
 
     def get(self, listed: str, default: Any = None) -> int | None:
         head = listed.replace("\\", "/").split("/", 1)
         if len(head) < 2:
             return default
-        return self._ids.get(head[0], default)
+        cid = self._lookup(head[0])
+        if cid is None:
+            self.unmatched[head[0]] += 1
+            return default
+        return cid
 
 
 @dataclass
@@ -58,8 +83,13 @@ class Scorer:
     correct_k: int = 0
     failed_labelled: int = 0
     confusion: Counter = field(default_factory=Counter)  # (true, predicted) -> count
+    seen: int = 0  # every result row, with or without truth
+    first_path: str | None = None
 
     def add(self, path: str, predicted: int | None, topk: Sequence[int] | None) -> None:
+        self.seen += 1
+        if self.first_path is None:
+            self.first_path = path
         true = self.truth.get(path)
         if true is None:
             return
@@ -71,6 +101,28 @@ class Scorer:
         self.correct += int(predicted == true)
         if self.top_k > 1 and topk is not None:
             self.correct_k += int(true in topk)
+
+    def coverage(self) -> str:
+        """``accuracy 0.95 on 10 of 20 images (10 without truth)``: what the accuracy is over."""
+        acc = f"{self.correct / self.labelled:.4f}" if self.labelled else "n/a"
+        line = f"accuracy {acc} on {self.labelled} of {self.seen} images"
+        missing = self.seen - self.labelled
+        return line + (f" ({missing} without truth)" if missing else "")
+
+    def warnings(self) -> list[str]:
+        """One line per problem with the truth: nothing matched, folder names that are not classes."""
+        out = []
+        unmatched = getattr(self.truth, "unmatched", None)
+        if unmatched:
+            names = ", ".join(repr(n) for n, _ in unmatched.most_common(3))
+            more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
+            out.append(f"--truth-from-folders: {sum(unmatched.values())} image(s) under folders that are neither "
+                       f"class ids nor labels: {names}{more}")
+        elif self.seen and not self.labelled:
+            sample = next(iter(self.truth), None) if isinstance(self.truth, dict) else None
+            shown = f": result path {self.first_path!r} vs truth path {sample!r}" if sample is not None else ""
+            out.append(f"no result matched the ground truth{shown}")
+        return out
 
     def summary(self) -> dict[str, Any] | None:
         if not self.labelled:
@@ -86,6 +138,9 @@ class Scorer:
                                  "recall": round(tp / actual, 6) if actual else None, "support": actual}
         out: dict[str, Any] = {
             "labelled": self.labelled,
+            "images": self.seen,
+            "without_truth": self.seen - self.labelled,
+            "coverage": self.coverage(),
             "failed": self.failed_labelled,
             "accuracy": round(self.correct / self.labelled, 6),
             "accuracy_of_classified": round(self.correct / scored, 6) if scored else None,

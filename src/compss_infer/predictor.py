@@ -17,6 +17,7 @@ import numpy as np
 from . import graph as graphmod
 from .contracts import ModelInfo, WorkerSpec
 from .errors import ModelError
+from .modelcheck import error_text
 from .session import check_device, config_proto, import_tf, resolve_threads
 from .sizing import auto_batch
 
@@ -56,11 +57,17 @@ class Predictor:
         info = self.info
         if info.takes_paths:
             return
-        n = info.fixed_batch or info.batch_size  # the real batch shape: oneDNN prepares per shape
-        zeros = np.zeros((n, info.height, info.width, info.channels), dtype=self._np_dtype)
+        # the real batch shape (oneDNN prepares per shape), but never more images than the run has
+        n = info.fixed_batch or min(info.batch_size, self.spec.warm_up_images or info.batch_size)
         try:
+            zeros = np.zeros((n, info.height, info.width, info.channels), dtype=self._np_dtype)
             self.infer(zeros)
+        except MemoryError:
+            raise ModelError(f"a batch of {n} images does not fit in memory: use a smaller --batch-size") from None
         except Exception as exc:
+            if type(exc).__name__ == "ResourceExhaustedError":
+                raise ModelError(f"a batch of {n} images cannot be allocated ({_tf_message(exc)}): "
+                                 f"use a smaller --batch-size") from None
             raise ModelError(f"the model fails on a test batch: {_tf_message(exc)}") from None
 
     def _run(self, value: Any) -> np.ndarray:
@@ -82,7 +89,7 @@ class Predictor:
         if not fixed or fixed == n:
             return self._run(batch)
         from .model.batching import run_in_slices
-        return run_in_slices(self._run, batch, fixed)
+        return run_in_slices(self._run, batch, fixed, self.info.output_name)
 
     def close(self) -> None:
         self.decoder.shutdown(wait=False, cancel_futures=True)
@@ -90,6 +97,5 @@ class Predictor:
 
 
 def _tf_message(exc: BaseException) -> str:
-    """First line of a TensorFlow error, without the graph-construction traceback."""
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(exc).__name__
+    """The reason of a TensorFlow error in one line, without "Graph execution error:" and tracebacks."""
+    return error_text(exc)

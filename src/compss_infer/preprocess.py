@@ -90,9 +90,30 @@ def open_regular(path: str):
         raise
 
 
-def check_readable(path: str) -> None:
-    """Raise ImageError unless ``path`` is a readable, regular, non-empty file (path-input graphs)."""
-    open_regular(path).close()
+def check_header(path: str, max_pixels: int) -> None:
+    """For graphs that decode paths themselves: a regular file whose header is within max_pixels.
+
+    Only the header is read (Pillow opens lazily).  A file Pillow cannot identify is left to the
+    graph's own decoder, which says why it fails; a decompression bomb never reaches it.
+    """
+    fh = open_regular(path)
+    try:
+        try:
+            im = Image.open(fh, formats=ALLOWED_FORMATS)
+        except Exception:  # unidentified or unreadable header: the graph's decoder gives the reason
+            return
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ImageError("DecompressionBomb",
+                             f"{w}x{h} = {w * h} pixels exceeds preprocess.max_pixels={max_pixels}")
+    finally:
+        fh.close()
+
+
+def channel_hint(wanted: int) -> str:
+    """How to make the decoder give ``wanted`` channels (for the refusal line)."""
+    fix = {1: "L", 3: "RGB"}.get(wanted)
+    return f"use --set preprocess.mode={fix}" if fix else f"no preprocess.mode gives {wanted} channels"
 
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
@@ -167,7 +188,8 @@ def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
     if spec.mode == "BGR":
         arr = arr[:, :, ::-1]
     if arr.shape[2] != geometry.channels:
-        raise ImageError("DecodeError", f"got {arr.shape[2]} channels, the model wants {geometry.channels}")
+        raise ImageError("DecodeError", f"got {arr.shape[2]} channels, the model wants {geometry.channels} "
+                         f"({channel_hint(geometry.channels)})")
     return arr
 
 

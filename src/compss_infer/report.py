@@ -112,10 +112,13 @@ def load_run(results: str) -> RunData:
     except FileNotFoundError:
         notes.append(f"no task log at {tasks_path}: timeline and throughput left out")
     labels = None
-    labels_path = ((summary.get("config") or {}).get("model") or {}).get("labels")
+    model_cfg = (summary.get("config") or {}).get("model") or {}
+    labels_path = model_cfg.get("labels")
     if labels_path and os.path.isfile(labels_path):
-        with open(labels_path, encoding="utf-8") as fh:
-            labels = [line.rstrip("\r\n") for line in fh]
+        from .labels import load_labels
+        offset = int(model_cfg.get("label_offset") or 0)  # indexed by class id below: shift by the offset
+        lines = load_labels(labels_path) or []
+        labels = [str(i) for i in range(offset)] + lines if offset >= 0 else lines[-offset:]
     return RunData(results=results, summary=summary, tasks=tasks, labels=labels, notes=notes)
 
 
@@ -294,7 +297,9 @@ def render_html(data: RunData, pngs: dict[str, bytes]) -> str:
         ("results", data.results), ("images", s.get("images")), ("classified", s.get("classified")),
         ("failed", s.get("failed")),
         ("failures by kind", ", ".join(f"{k}: {v}" for k, v in (s.get("failures_by_kind") or {}).items()) or None),
-        ("wall time", f"{s.get('wall_s')} s"), ("throughput", f"{s.get('images_per_s')} images/s"),
+        ("wall time", f"{s.get('wall_s')} s"), ("throughput", f"{s.get('images_per_s')} img/s whole process"),
+        ("after the first result", f"{s['after_first_images_per_s']} img/s"
+         if s.get("after_first_images_per_s") else None),
         ("first result after", f"{s.get('first_result_s')} s" if s.get("first_result_s") is not None else None),
         ("engine", s.get("engine")), ("workers", s.get("workers")), ("batch size", s.get("batch_size")),
         ("chunk size", s.get("chunk_size")), ("accuracy", _pct(acc.get("accuracy")) if acc else "no ground truth given"),

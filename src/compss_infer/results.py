@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from .atomic import atomic_open
-from .errors import ConfigError, InputError
+from .errors import InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
@@ -84,12 +84,36 @@ WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 
 def check_output(output: str, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber: an existing results file needs --overwrite (exit 2)."""
-    if os.path.isdir(output):
-        raise InputError(f"--output {output} is a directory")
+    """Refuse to clobber: an existing results file needs --overwrite (exit 2); a directory, device,
+    FIFO or socket is never replaced, even with --overwrite."""
+    refuse_special(output)
     if os.path.exists(output) and not overwrite:
         hint = "the run already finished; " if resume else ""
         raise InputError(f"output exists: {output} ({hint}use --overwrite to replace it)")
+
+
+def refuse_special(output: str) -> None:
+    """An output that is a directory, device, FIFO or socket (links followed) is never written."""
+    if os.path.isdir(output):
+        raise InputError(f"--output {output}: is a directory")
+    kind = special_file_kind(output)
+    if kind:
+        raise InputError(f"--output {output}: is a {kind}, not a regular file (never replaced, "
+                         "even with --overwrite)")
+
+
+def special_file_kind(path: str) -> str | None:
+    """``character device``, ``FIFO``, ... for an existing non-regular file (links followed), else None."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return None
 
 
 def write_atomically(path: str, writer: Any) -> None:
@@ -122,14 +146,6 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
 
 
 def labels_from_file(path: str | None) -> Sequence[str] | None:
-    """Line i names class i (trailing blank lines ignored)."""
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            labels = [line.rstrip("\r\n") for line in fh]
-    except OSError as exc:
-        raise ConfigError(f"model.labels: cannot read {path}: {exc.strerror}") from None
-    while labels and not labels[-1].strip():
-        labels.pop()
-    return labels
+    """Line i names class i (kept for callers; the loader lives in labels.py with the offset and checks)."""
+    from .labels import load_labels
+    return load_labels(path)

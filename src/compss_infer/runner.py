@@ -23,17 +23,19 @@ from . import __version__
 from .config import RunConfig
 from .contracts import ModelInfo, WorkerSpec
 from .engines import make_engine
-from .errors import CompssInferError, InputError, ModelError
+from .errors import CompssInferError, InputError, ModelError, RunAborted, is_disk_full, os_error_line, os_reason
 from .inputs import Plan, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .metrics import FolderTruth, Scorer, load_truth_csv
-from .progress import Progress
+from .progress import Progress, rates_text
 from .checks import refuse_early
-from .results import Row, labels_from_file, write_atomically, write_json, write_rows
+from .labels import check_labels, label_for, load_labels
+from .results import Row, write_atomically, write_json, write_rows
 from .scheduler import Scheduler
 from .session import available_cpus
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up
+from .advice import unchosen_preprocessing
 
 log = logging.getLogger("compss_infer")
 
@@ -56,6 +58,7 @@ class RunSummary:
     wall_s: float
     images_per_s: float
     exit_code: int
+    after_first_images_per_s: float | None = None
     accuracy: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
     report: str | None = None  # the HTML report, when run.report asked for one
@@ -88,7 +91,7 @@ def fingerprint(cfg: RunConfig, model_sha: str, labels_sha: str | None, fmt: str
     d = cfg.to_dict()
     ident = {
         "model_sha256": model_sha,
-        "model": {k: d["model"][k] for k in ("input", "output", "feeds")},
+        "model": {k: d["model"][k] for k in ("input", "output", "feeds", "label_offset")},
         "labels_sha256": labels_sha,
         "preprocess": d["preprocess"],
         "session": {k: d["session"][k] for k in ("opt_level", "jit", "device")},
@@ -131,12 +134,12 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     if cfg.run.engine == "sequential" and cfg.run.task_timeout:
         log.warning("run.task_timeout is not enforced by the sequential engine")
     r = cfg.run
-    labels = labels_from_file(cfg.model.labels)
+    labels = load_labels(cfg.model.labels)
     truth: Any = None
     if r.truth:
         truth = load_truth_csv(r.truth)
     elif r.truth_from_folders:
-        truth = FolderTruth(labels)
+        truth = FolderTruth(labels, cfg.model.label_offset)
     model_sha = sha256_file(cfg.model.path)
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
 
@@ -159,7 +162,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             journal.create()
             with ThreadPoolExecutor(1, thread_name_prefix="compss-infer-plan") as planner:
                 planning = planner.submit(make_plan, r.images, r.image_list, journal.plan_path)
-                engine.start(warm_up, spec)  # may wait for the forkserver to finish importing TensorFlow
+                engine.start(warm_up, _warm_up_spec(spec, planning, PLAN_WAIT_S))  # may wait for the forkserver
                 plan = planning.result()
             log.debug("planned %d images at %.2fs", plan.count, time.monotonic() - t0)
             fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
@@ -170,9 +173,16 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             if header.get("fingerprint") != fp:
                 raise InputError(f"--resume refused: the model, its labels, the result-shaping config or the "
                                  f"input list changed since {journal.dir} was written (use --overwrite to start afresh)")
-            engine.start(warm_up, spec)
+            left = plan.count - sum(b - a for a, b in journal.covered())
+            engine.start(warm_up, replace(spec, warm_up_images=max(1, left)))
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
+        check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
+        if isinstance(truth, FolderTruth):
+            truth.num_classes = info.num_classes
+        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w]
+        for line in warnings:
+            log.warning("%s", line)
         batch = r.batch_size or info.batch_size
         if fresh:
             chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
@@ -188,7 +198,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         covered = journal.covered()
         done_before = sum(b - a for a, b in covered)
         window = r.window or (2 * engine.slots() if r.engine != "compss" else max(16, 4 * engine.slots()))
-        progress = Progress(plan.count, done=done_before, enabled=r.progress)
+        progress = Progress(plan.count, done=done_before, enabled=r.progress, started=t0)
         log.info("%d images (%d already done), engine %s, %d worker(s), batch %d, chunk %d",
                  plan.count, done_before, r.engine, workers, batch, chunk)
         scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window)
@@ -200,11 +210,15 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         engine.close()
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
-                            batch=batch, chunk=chunk, engine=engine)
+                            batch=batch, chunk=chunk, engine=engine, warnings=warnings, progress=progress)
         journal.remove()
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
         engine.close(abort=True)
+        if fresh and not (journal.exists() and journal.covered()):  # nothing to resume: leave no journal
+            journal.remove()
+            raise Interrupted(f"interrupted by {exc} during start-up, before any result; "
+                              f"nothing to resume: run the same command again") from None
         journal.close()
         raise Interrupted(f"interrupted by {exc}; finished chunks are kept in {journal.dir}: "
                           f"run again with --resume to continue") from None
@@ -215,6 +229,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         else:
             journal.close()
         raise
+    except OSError as exc:  # the disk filled, the mount went read-only, ...: exit 3, one line
+        engine.close(abort=True)
+        raise _aborted_by(exc, journal, output, fresh) from None
     except BaseException:
         engine.close(abort=True)
         journal.close()
@@ -225,6 +242,51 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     if r.report:  # after the run is complete: a Ctrl-C while plotting loses only the plot
         summary.report = _write_report(output)
     return summary
+
+
+PLAN_WAIT_S = 2.0  # how long start-up waits for the image count before warming up with the full batch
+
+
+def _warm_up_spec(spec: WorkerSpec, planning: Any, wait: float) -> WorkerSpec:
+    """Warm up with min(batch, images in the run): a 20-image run never pays for a batch of 256.
+
+    Waits a little for the plan (TensorFlow is still loading in the forkserver meanwhile); a plan
+    slower than that means a large run, for which the full batch is the right warm-up anyway.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
+    try:
+        plan = planning.result(timeout=wait)
+    except FutureTimeout:
+        return spec
+    except Exception:  # the planner's own error is raised where its result is taken
+        return spec
+    return replace(spec, warm_up_images=max(1, plan.count))
+
+
+def _aborted_by(exc: OSError, journal: Journal, output: str, fresh: bool) -> RunAborted:
+    """A file system failure mid-run: keep what is journaled, and say the command that continues."""
+    reason = os_error_line(exc) if exc.filename else f"{os.path.dirname(os.path.abspath(output))}: {os_reason(exc)}"
+    done = False
+    try:
+        done = journal.exists() and bool(journal.covered())
+    except OSError:
+        pass
+    try:
+        journal.close()
+    except OSError:  # the buffered tail cannot be written either: resume drops a torn last line
+        pass
+    what = "the disk is full" if is_disk_full(exc) else "the run stopped on an OS error"
+    if os.path.exists(output) and done:
+        return RunAborted(f"{what} ({reason}) after {output} was written; the journal {journal.dir} is kept: "
+                          f"once there is space, run the same command again with --resume --overwrite "
+                          f"to rewrite the summary")
+    if done or (not fresh and journal.exists()):
+        return RunAborted(f"{what} ({reason}); finished chunks are kept in {journal.dir}: once there is "
+                          f"space, run the same command again with --resume")
+    if fresh:
+        journal.remove()
+    return RunAborted(f"{what} ({reason}) before any result was kept; once there is space, run the same "
+                      f"command again")
 
 
 def _write_report(output: str) -> str | None:
@@ -255,7 +317,8 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
 
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
               info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
-              done_before: int, workers: int, batch: int, chunk: int, engine: Any) -> RunSummary:
+              done_before: int, workers: int, batch: int, chunk: int, engine: Any,
+              warnings: list[str] | None = None, progress: Progress | None = None) -> RunSummary:
     """Assemble the results file in input order from the journal; write the summary and task log."""
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
@@ -283,7 +346,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                     continue
                 counts["ok"] += 1
                 cid = rec.class_ids[j]
-                label = labels[cid] if labels and 0 <= cid < len(labels) else None
+                label = label_for(cid, labels, cfg.model.label_offset)
                 topk = rec.topk_ids[j] if rec.topk_ids is not None else None
                 if scorer:
                     scorer.add(path, cid, topk)
@@ -291,12 +354,20 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                           topk, rec.topk_scores[j] if rec.topk_scores is not None else None)
 
     write_rows(output, fmt, top_k, rows())
-    wall = time.monotonic() - t0
+    end = time.monotonic()
+    wall = end - t0
+    after_first = progress.rates(end)[1] if progress is not None else None
     processed = plan.count - done_before
     summary_path = output + ".summary.json"
     tasks_path = output + ".tasks.csv"
     write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
     accuracy = scorer.summary() if scorer else None
+    warnings = list(warnings or [])
+    if scorer:
+        for line in scorer.warnings():
+            log.warning("%s", line)
+            warnings.append(line)
+        log.info("%s", scorer.coverage())
     exit_code = 0 if counts["failed"] == 0 else 1
     data: dict[str, Any] = {
         "output": output,
@@ -307,7 +378,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "failures_by_kind": dict(sorted(kinds.items())),
         "exit_code": exit_code,
         "wall_s": round(wall, 3),
-        "images_per_s": round(processed / wall, 2) if wall > 0 else None,
+        "images_per_s": round(processed / wall, 2) if wall > 0 else None,  # the whole process
+        "after_first_images_per_s": round(after_first, 2) if after_first else None,
         "first_result_s": round(stats.first_result_at - t0, 3) if stats.first_result_at else None,
         "resumed_with_done": done_before,
         "engine": cfg.run.engine,
@@ -320,6 +392,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   **{k: v for k, v in info.__dict__.items()}},
         "accuracy": accuracy,
+        "warnings": warnings,
         "config": cfg.to_dict(),
         "versions": _versions(),
         "host": socket.gethostname(),
@@ -329,8 +402,9 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     }
     write_json(summary_path, data)
     return RunSummary(output=output, summary_path=summary_path, images=plan.count, classified=counts["ok"],
-                      failed=counts["failed"], wall_s=wall, images_per_s=data["images_per_s"] or 0.0,
-                      exit_code=exit_code, accuracy=accuracy["accuracy"] if accuracy else None, data=data)
+                      failed=counts["failed"], wall_s=wall, images_per_s=processed / wall if wall > 0 else 0.0,
+                      exit_code=exit_code, accuracy=accuracy["accuracy"] if accuracy else None, data=data,
+                      after_first_images_per_s=after_first)
 
 
 TASK_COLUMNS = ["start", "count", "host", "pid", "started_s", "finished_s", "load_s", "decode_wait_s",

@@ -17,7 +17,9 @@ import numpy as np
 
 from . import cache
 from .contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
-from .preprocess import Geometry, ImageError, check_readable, decode, normalize
+from .errors import CompssInferError
+from .modelcheck import batch_rows, check_outputs, error_text
+from .preprocess import Geometry, ImageError, check_header, decode, normalize
 
 
 class _Done:
@@ -30,10 +32,28 @@ class _Done:
         return self._value
 
 
+def _load(spec: WorkerSpec) -> tuple[object, bool, ModelInfo]:
+    """(predictor, loaded_now, checked info): the output checks run once per loaded predictor.
+
+    The verdict is kept on the predictor, so a model refused once is refused by every later chunk
+    in this process too, whatever the backend.
+    """
+    predictor, loaded_now = cache.get_predictor(spec)
+    verdict = getattr(predictor, "checked_info", None)
+    if verdict is None:
+        try:
+            verdict = check_outputs(predictor, spec.top_k)
+        except CompssInferError as exc:
+            verdict = exc
+        predictor.checked_info = verdict
+    if isinstance(verdict, BaseException):
+        raise verdict
+    return predictor, loaded_now, verdict
+
+
 def warm_up(spec: WorkerSpec) -> ModelInfo:
-    """Load (and check) the model into this process's cache; the master's preflight."""
-    predictor, _ = cache.get_predictor(spec)
-    return predictor.info
+    """Load and check the model into this process's cache; the master's preflight."""
+    return _load(spec)[2]
 
 
 def _decode_batch(paths: Sequence[str], spec: WorkerSpec, geometry: Geometry):
@@ -50,29 +70,29 @@ def _decode_batch(paths: Sequence[str], spec: WorkerSpec, geometry: Geometry):
 
 
 def _infer_isolating(predictor, items, offsets, errors, kind):
-    """Run a batch; if it fails, run its items one by one so only the bad ones fail."""
-    from .predictor import _tf_message
+    """Run a batch; if it fails, run its items one by one so only the bad ones fail.
+
+    Returns [(output, offsets)] pieces, each still to be checked row by row (``batch_rows``).
+    """
     try:
-        return predictor.infer(items), list(offsets)
+        return [(predictor.infer(items), list(offsets))]
     except Exception as exc:
         if len(offsets) == 1:
-            errors[offsets[0]] = f"{kind}: {_tf_message(exc)}"
-            return None, []
-    outs, kept = [], []
+            errors[offsets[0]] = f"{kind}: {error_text(exc)}"
+            return []
+    pieces = []
     for j, off in enumerate(offsets):
         try:
-            outs.append(predictor.infer(items[j:j + 1]))
-            kept.append(off)
+            pieces.append((predictor.infer(items[j:j + 1]), [off]))
         except Exception as exc:
-            errors[off] = f"{kind}: {_tf_message(exc)}"
-    return (np.concatenate(outs) if outs else None), kept
+            errors[off] = f"{kind}: {error_text(exc)}"
+    return pieces
 
 
 def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
     """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's)."""
     started = time.time()
-    predictor, loaded_now = cache.get_predictor(spec)
-    info = predictor.info
+    predictor, loaded_now, info = _load(spec)
     n = len(paths)
     ids = np.full(n, -1, np.int64)
     scores = np.full(n, np.nan, np.float32) if info.output_kind == "scores" else None
@@ -82,10 +102,13 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
     errors: dict[int, str] = {}
     decode_s = infer_s = 0.0
 
-    def store(out: np.ndarray, offsets: list[int]) -> None:
-        if out is None or not offsets:
-            return
-        rows = np.asarray(out).reshape(len(offsets), -1)
+    def store(pieces: list) -> None:
+        for out, offsets in pieces:
+            rows, kept = batch_rows(out, offsets, info, errors)
+            if kept:
+                put(rows, kept)
+
+    def put(rows: np.ndarray, offsets: list[int]) -> None:
         idx = np.asarray(offsets)
         if info.output_kind == "class_id":
             ids[idx] = rows[:, 0].astype(np.int64)
@@ -107,7 +130,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             offsets = []
             for i in range(s, min(s + bs, n)):
                 try:
-                    check_readable(paths[i])
+                    check_header(paths[i], spec.preprocess.max_pixels)
                     offsets.append(i)
                 except ImageError as exc:
                     errors[i] = exc.row_text()
@@ -115,8 +138,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             decode_s += t1 - t0
             if offsets:
                 items = [os.fsencode(paths[i]) for i in offsets]
-                out, kept = _infer_isolating(predictor, items, offsets, errors, "DecodeError")
-                store(out, kept)
+                store(_infer_isolating(predictor, items, offsets, errors, "DecodeError"))
             infer_s += time.perf_counter() - t1
     else:
         geometry = Geometry(info.height, info.width, info.channels)
@@ -149,8 +171,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             t1 = time.perf_counter()
             x = normalize(batch, spec.preprocess, predictor.input_dtype)
             offsets = [s + g for g in good]
-            out, kept = _infer_isolating(predictor, x, offsets, errors, "InferenceError")
-            store(out, kept)
+            store(_infer_isolating(predictor, x, offsets, errors, "InferenceError"))
             infer_s += time.perf_counter() - t1
 
     timing = TaskTiming(host=socket.gethostname(), pid=os.getpid(), started=started, finished=time.time(),

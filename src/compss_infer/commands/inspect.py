@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
-
-from ..errors import ModelError
 
 
 def register(sub: Any) -> None:
@@ -19,8 +16,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.model):
-        raise ModelError(f"model file not found: {args.model}")
+    from ..modelfiles import check_model_path
+    check_model_path(args.model, "MODEL")
     from ..model.formats import TFLITE, model_format
     if model_format(args.model) == TFLITE:
         from ..model.tflite_inspect import format_tflite_text as format_text, inspect_tflite as inspect_model

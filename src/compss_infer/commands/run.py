@@ -61,18 +61,33 @@ def register(sub: Any) -> None:
 
 
 def print_summary(summary: Any, stream: Any = None) -> None:
+    from ..progress import rates_text
     stream = stream or sys.stdout
+    speed = rates_text(summary.images_per_s, getattr(summary, "after_first_images_per_s", None))
     line = (f"compss-infer: {summary.images} images, {summary.classified} classified, {summary.failed} failed "
-            f"in {summary.wall_s:.1f}s ({summary.images_per_s:.0f} img/s) -> {summary.output}")
+            f"in {summary.wall_s:.1f}s" + (f" ({speed})" if speed else "") + f" -> {summary.output}")
     if summary.accuracy is not None:
-        line += f"; accuracy {summary.accuracy:.4f}"
+        coverage = (summary.data.get("accuracy") or {}).get("coverage")  # "accuracy X on N of M images"
+        line += f"; {coverage}" if coverage else f"; accuracy {summary.accuracy:.4f}"
     print(line, file=stream)
     if summary.report:
         print(f"compss-infer: report {summary.report}", file=stream)
 
 
+def refuse_model_as_config(path: str | None) -> None:
+    """A model passed where the YAML goes: say what was meant instead of a YAML parse error."""
+    if not path:
+        return
+    from ..errors import ConfigError
+    from ..modelfiles import model_kind
+    kind = model_kind(path)
+    if kind:
+        raise ConfigError(f"{path} is a {kind} model, not a YAML config: did you mean --model {path}?")
+
+
 def handle(args: argparse.Namespace) -> int:
     from ..config import build_config
+    refuse_model_as_config(args.config)
     flags = flags_from_args(args)
     if getattr(args, "quiet", False):
         flags.setdefault("run", {})["progress"] = False
@@ -90,5 +105,9 @@ def handle(args: argparse.Namespace) -> int:
     from ..cli import STARTED
     from ..runner import run
     summary = run(cfg, started=STARTED)
-    print_summary(summary)
+    try:
+        print_summary(summary)
+    except BrokenPipeError:  # the results are written: a closed stdout does not change the exit code
+        from ..cli import quiet_stdout
+        quiet_stdout()
     return summary.exit_code

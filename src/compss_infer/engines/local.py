@@ -83,6 +83,21 @@ class _Worker:
 PRELOAD = ["compss_infer._preload"]  # the default: TensorFlow (callers pass the model's own list)
 
 
+class _ChildrenIgnoreSigint:
+    """Processes started inside inherit SIGINT as ignored (it survives exec, and Python keeps it):
+    a Ctrl-C while the forkserver imports TensorFlow is the master's alone to report."""
+
+    def __enter__(self) -> None:
+        try:
+            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            self._old = None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
 def prestart(start_method: str, preload: list[str] | None = None) -> None:
     """Start the forkserver (which imports ``preload``, by default TensorFlow) now, before the
     master's own imports.
@@ -94,7 +109,8 @@ def prestart(start_method: str, preload: list[str] | None = None) -> None:
     import multiprocessing
     from multiprocessing import forkserver
     multiprocessing.get_context("forkserver").set_forkserver_preload(preload or PRELOAD)
-    forkserver.ensure_running()
+    with _ChildrenIgnoreSigint():
+        forkserver.ensure_running()
 
 
 class LocalEngine:
@@ -137,7 +153,14 @@ class LocalEngine:
         gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
         proc = self._ctx.Process(target=_worker_main, args=(child, *self._init, gpu), daemon=True,
                                  name=f"compss-infer-worker-{self._spawned}")
-        proc.start()
+        with _ChildrenIgnoreSigint():  # only while the processes are created: start() may wait
+            if self._ctx.get_start_method() == "forkserver":
+                from multiprocessing import forkserver
+                forkserver.ensure_running()
+            else:
+                proc.start()
+        if self._ctx.get_start_method() == "forkserver":
+            proc.start()  # waits until the server has TensorFlow loaded; Ctrl-C works meanwhile
         child.close()
         self._pool.append(_Worker(number=self._spawned, slot=slot, proc=proc, conn=parent))
 

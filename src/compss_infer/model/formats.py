@@ -21,17 +21,13 @@ def model_format(path: str, head: bytes | None = None) -> str:
     """``tflite`` for a LiteRT flatbuffer (by identifier, or by the .tflite name), else ``graphdef``.
 
     A file named .tflite without the identifier is still ``tflite``, so the LiteRT reader refuses
-    it as corrupt instead of the GraphDef parser giving a confusing message.
+    it as corrupt instead of the GraphDef parser giving a confusing message.  ``head``: the file's
+    first bytes when the caller already has them.
     """
-    if head is None:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(8)
-        except OSError:
-            head = b""
-    if is_tflite_bytes(head) or path.lower().endswith(".tflite"):
+    if head is not None and is_tflite_bytes(head):
         return TFLITE
-    return GRAPHDEF
+    from ..modelfiles import model_kind
+    return TFLITE if model_kind(path) == "TFLite" else GRAPHDEF
 
 
 def preload_modules(model_path: str) -> list[str]:

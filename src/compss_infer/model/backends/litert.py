@@ -219,7 +219,7 @@ class LiteRTPredictor:
         fixed = self.info.fixed_batch
         if self._dynamic or fixed == n:
             return self._run(x)
-        return run_in_slices(self._run, x, fixed)
+        return run_in_slices(self._run, x, fixed, self.info.output_name)
 
     def close(self) -> None:
         self.decoder.shutdown(wait=False, cancel_futures=True)
