@@ -6,7 +6,8 @@ run, interleaved, the median of --reps runs of:
   (b) a hand-written single-process TensorFlow loop,
   (c) `compss-infer run` with its defaults (local engine),
   (d) `compss-infer run` with the best settings a short sweep finds,
-and the ceilings: model-only throughput (best batch, all cores) and decode+resize-only throughput.
+and the ceilings: model-only throughput (best batch, all cores) and decode+resize-only throughput;
+then the int8 contenders (benchmarks/int8.py: W2 int8 vs fp32, model-only int8, demo-CNN accuracy).
 Every contender is timed as a whole process, from start to results written.  Prints a table and the
 ratios, writes a JSON file and updates the table in docs/benchmarks.md.
 """
@@ -263,6 +264,7 @@ def main() -> int:
     ap.add_argument("--limit-seconds", type=float, default=1.5)
     ap.add_argument("--json", help="result file (default benchmarks/results/<host>-<date>.json)")
     ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 contenders (benchmarks/int8.py)")
     args = ap.parse_args()
     from compss_infer.session import available_cpus
     cores = available_cpus()
@@ -273,9 +275,15 @@ def main() -> int:
               "reps": args.reps, "workloads": {}}
     for name in args.workloads.split(","):
         result["workloads"][name] = bench_workload(name, args, work, cores)
+    int8_md = None
+    if not args.no_int8 and args.device == "cpu":
+        from . import int8
+        result["int8"] = int8.bench(work, args.count.get("W2"), args.reps, cores, args.limit_seconds)
+        m = result["machine"]
+        int8_md = int8.table_md(result["int8"], f"Machine: {m['cpu']}, {m['cores']} cores; {result['date']}")
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     md = table_md(result)
-    print("\n" + md)
+    print("\n" + md + ("\n\n" + int8_md if int8_md else ""))
     path = args.json or os.path.join(HERE, "results", f"{platform.node()}-{result['date']}-{args.device}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
@@ -283,6 +291,9 @@ def main() -> int:
     print(f"\nwrote {path}")
     if not args.no_doc:
         update_doc(md)
+        if int8_md:
+            from . import int8
+            int8.update_doc(int8_md)
         print(f"updated {DOC}")
     return 0
 

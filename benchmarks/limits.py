@@ -1,5 +1,7 @@
 """The ceilings: model-only throughput on in-memory tensors, and decode+resize-only throughput.
 
+A ``.tflite`` model is run by LiteRT's interpreter (XNNPACK), a ``.pb`` by a TF session.
+
 model: for each batch size, both ways of using all cores, best taken: one process with
   intra-op threads = cores, and `cores` single-threaded processes running at once.
 decode: all images decoded and resized by `cores` processes: plain Pillow (open, convert, resize,
@@ -33,18 +35,43 @@ def _session(model: str, intra: int, device: str):
     return tf.compat.v1.Session(graph=g, config=cfg)
 
 
+def _litert(model: str, intra: int):
+    """(run(x), input dtype) for a .tflite model in LiteRT (XNNPACK), resized to each batch."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=model, num_threads=intra)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    rows = [None]
+
+    def run(x):
+        if rows[0] != len(x):
+            it.resize_tensor_input(inp["index"], list(x.shape))
+            it.allocate_tensors()
+            rows[0] = len(x)
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return it.get_tensor(out["index"])
+    return run, inp["dtype"]
+
+
 def _model_worker(model, shape, intra, batches, seconds, device, barrier, queue):
     import numpy as np
-    sess = _session(model, intra, device)
+    if model.endswith(".tflite"):
+        infer, dtype = _litert(model, intra)
+    else:
+        sess = _session(model, intra, device)
+        infer, dtype = (lambda x: sess.run("probs:0", {"images:0": x})), np.float32
     rng = np.random.default_rng(0)
     results = {}
     for b in batches:
-        x = rng.random((b, *shape), dtype=np.float32)
-        sess.run("probs:0", {"images:0": x})  # warm-up for this shape
+        if np.dtype(dtype).kind == "f":
+            x = rng.random((b, *shape), dtype=np.float32)
+        else:
+            x = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, (b, *shape)).astype(dtype)
+        infer(x)  # warm-up for this shape
         barrier.wait()
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            sess.run("probs:0", {"images:0": x})
+            infer(x)
             n += b
         results[b] = n / (time.perf_counter() - t0)
         barrier.wait()

@@ -1,10 +1,11 @@
 """The per-worker-process model cache: the one piece of global state in compss-infer.
 
 A worker (local pool process, PyCOMPSs executor, or the master itself for the sequential engine)
-loads a model once and reuses its session for every later chunk.  The key holds the file's
-identity (real path, size, mtime; for a TF1 checkpoint, its newest entry's files), so a model file
-replaced on disk or a newer checkpoint is loaded afresh by the next chunk, and the older predictor
-for that path is closed.
+loads a model once and reuses it for every later chunk.  Which backend loads it (TensorFlow
+GraphDef or LiteRT .tflite) is decided from the file by ``model.backends.load_predictor``.  The key
+holds the model's identity (real path, size, mtime; for a TF1 checkpoint, its newest entry's files),
+so a model file replaced on disk or a newer checkpoint is loaded afresh by the next chunk, and the
+older predictor for that path is closed.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def file_identity(path: str) -> tuple[str, int, int]:
 
 def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     """(predictor, loaded_now).  Threads from COMPSS_NUM_THREADS are part of the key."""
-    from .predictor import Predictor
     from .graph import read_model_bytes
+    from .model.backends import load_predictor
 
     identity = model_identity(spec.model.path)
     key = (identity.key, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
@@ -44,11 +45,12 @@ def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
         _CACHE.pop(old).close()
     if identity.kind == "checkpoint":  # frozen in memory, once per worker and checkpoint entry
         from .model.tf1 import frozen_for_run
+        from .predictor import Predictor
         data, named = frozen_for_run(identity.path, spec)  # named: the spec with the tensors it chose
         predictor = Predictor(named, data)
         predictor.model_id = f"{identity.name}:{predictor.model_id}"
     else:
-        predictor = Predictor(spec, read_model_bytes(identity.path))
+        predictor = load_predictor(spec, read_model_bytes(identity.path))
     _CACHE[key] = predictor
     while len(_CACHE) > MAX_ENTRIES:
         _CACHE.popitem(last=False)[1].close()

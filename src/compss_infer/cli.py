@@ -20,7 +20,7 @@ from .errors import CompssInferError, os_error_line
 STARTED = time.monotonic()  # as early as the command can tell: wall times count our start-up
 
 # Each module in compss_infer.commands registers one subcommand.
-COMMANDS = ("run", "demo", "submit", "freeze", "inspect", "optimize", "report")
+COMMANDS = ("run", "demo", "submit", "freeze", "inspect", "optimize", "quantize", "report")
 
 
 def plain_text(doc: str | None) -> str | None:

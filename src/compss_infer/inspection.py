@@ -140,9 +140,14 @@ def format_text(info: Inspection) -> str:
         lines.append(f"input kind {info.input_kind}; batch dimension: {batch}")
     verdict = "safe (every op is on the allow-list)" if info.safe else \
         f"UNSAFE: {len(info.unsafe_ops)} op(s) refused (run needs --allow-unsafe-ops)"
-    lines.append(f"audit      {verdict}")
-    lines.extend(f"  - {f}" for f in info.unsafe_ops)
-    lines.append(f"ops        {len(info.ops)} types")
-    width = max((len(op) for op in info.ops), default=0)
-    lines.extend(f"  {op:<{width}}  {n}" for op, n in info.ops.items())
-    return "\n".join(lines)
+    return "\n".join(lines + audit_and_ops_lines(verdict, info.unsafe_ops, info.ops))
+
+
+def audit_and_ops_lines(verdict: str, unsafe_ops: list[str], ops: dict[str, int]) -> list[str]:
+    """The report's tail, shared by the GraphDef and the .tflite reports: verdict, findings, op histogram."""
+    lines = [f"audit      {verdict}"]
+    lines.extend(f"  - {f}" for f in unsafe_ops)
+    lines.append(f"ops        {len(ops)} types")
+    width = max((len(op) for op in ops), default=0)
+    lines.extend(f"  {op:<{width}}  {n}" for op, n in ops.items())
+    return lines

@@ -88,18 +88,8 @@ class Predictor:
         fixed = self.info.fixed_batch
         if not fixed or fixed == n:
             return self._run(batch)
-        outs = []
-        for s in range(0, n, fixed):
-            piece = batch[s:s + fixed]
-            m = len(piece)
-            if m < fixed:  # pad the last slice with copies of its first item
-                piece = np.concatenate([piece, np.repeat(piece[:1], fixed - m, axis=0)])
-            out = self._run(piece)
-            if out.ndim == 0 or out.shape[0] != fixed:  # slicing would hide rows that are not per image
-                raise ModelError(f"output {self.info.output_name} has shape {tuple(out.shape)} for the fixed "
-                                 f"input batch of {fixed}: rows do not match images")
-            outs.append(out[:m])
-        return np.concatenate(outs)
+        from .model.batching import run_in_slices
+        return run_in_slices(self._run, batch, fixed, self.info.output_name)
 
     def close(self) -> None:
         self.decoder.shutdown(wait=False, cancel_futures=True)

@@ -115,9 +115,12 @@ def _changed(header: dict[str, Any], parts: dict[str, str]) -> str:
 
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
+    from .model.formats import preload_modules
     r = cfg.run
-    return {"workers": workers, "start_method": r.start_method, "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),
-            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus}
+    return {"workers": workers, "start_method": r.start_method,
+            "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),
+            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus,
+            "preload": preload_modules(cfg.model.path)}
 
 
 def _install_signal_handlers() -> dict[int, Any]:

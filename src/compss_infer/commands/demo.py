@@ -1,8 +1,9 @@
-"""``compss-infer demo``: classify the bundled held-out digits with both demo models.
+"""``compss-infer demo``: classify the bundled held-out digits with the three demo models.
 
-Runs the tensor-input CNN and its image-path twin (decoding inside the graph) with the local
-engine, prints each one's accuracy against the shipped ground truth, and checks that the two
-agree on every image.  Exit 0 when both reach 0.95 and agree, 1 otherwise.
+Runs the tensor-input CNN, its image-path twin (decoding inside the graph) and its int8 quantization
+(``.tflite``, LiteRT) with the local engine, prints each one's accuracy against the shipped ground
+truth, checks that the two fp32 models agree on every image and reports how often the int8 model
+agrees with them.  Exit 0 when all three reach 0.95 and the fp32 twins agree, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 
-VARIANTS = ("digits_cnn.pb", "digits_cnn_path.pb")
+VARIANTS = ("digits_cnn.pb", "digits_cnn_path.pb", "digits_cnn_int8.tflite")
 MIN_ACCURACY = 0.95
 
 
@@ -30,7 +31,8 @@ def find_root(explicit: str | None) -> str:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the bundled demo (two models, accuracy, agreement)", description=__doc__)
+    p = sub.add_parser("demo", help="run the bundled demo (fp32 and int8 models, accuracy, agreement)",
+                       description=__doc__)
     p.add_argument("--root", help="project folder with models/ and images/ (default: found automatically)")
     p.add_argument("--output-dir", help="where results go (default: ROOT/results/demo)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
@@ -49,7 +51,7 @@ def handle(args: argparse.Namespace) -> int:
     predictions: dict[str, list[str]] = {}
     ok = True
     for variant in VARIANTS:
-        output = os.path.join(out_dir, variant.replace(".pb", ".csv"))
+        output = os.path.join(out_dir, os.path.splitext(variant)[0] + ".csv")
         flags: dict[str, Any] = {
             "model": {"path": os.path.join(root, "models", variant)},
             "run": {"images": images, "truth": os.path.join(images, "truth.csv"), "output": output,
@@ -65,10 +67,12 @@ def handle(args: argparse.Namespace) -> int:
         ok &= acc >= MIN_ACCURACY and summary.failed == 0
         with open(output, newline="", encoding="utf-8") as fh:
             predictions[variant] = [row["class_id"] for row in csv.DictReader(fh)]
-    a, b = (predictions[v] for v in VARIANTS)
+    a, b, q = (predictions[v] for v in VARIANTS)
     disagree = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
-    print(f"  the two models agree on {len(a) - disagree}/{len(a)} images"
+    print(f"  the two fp32 models agree on {len(a) - disagree}/{len(a)} images"
           + ("" if not disagree else f" ({disagree} differ)"))
+    same = sum(x == y for x, y in zip(a, q))
+    print(f"  the int8 model agrees with fp32 on {same}/{len(a)} images")
     ok &= disagree == 0
     print("demo: " + ("PASS" if ok else "FAIL") + f" (results in {out_dir})")
     return 0 if ok else 1

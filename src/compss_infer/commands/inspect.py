@@ -1,5 +1,6 @@
 """``compss-infer inspect MODEL [--json]``: inputs, candidate outputs, op histogram, size, batch
-dimension and the safety audit's verdict of a frozen graph (.pb or .pbtxt)."""
+dimension and the safety audit's verdict of a frozen graph (.pb or .pbtxt); for a LiteRT model
+(.tflite): tensors with their quantization, ops, batch dimension and the audit's verdict."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,8 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("inspect", help="describe a frozen graph (tensors, ops, safety)", description=__doc__)
-    p.add_argument("model", metavar="MODEL", help="frozen GraphDef (.pb or .pbtxt)")
+    p = sub.add_parser("inspect", help="describe a model (tensors, ops, safety)", description=__doc__)
+    p.add_argument("model", metavar="MODEL", help="frozen GraphDef (.pb or .pbtxt) or LiteRT model (.tflite)")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.set_defaults(handler=handle)
 
@@ -22,7 +23,11 @@ def handle(args: argparse.Namespace) -> int:
         from ..errors import ModelError
         raise ModelError(f"MODEL {args.model} is a TF1 checkpoint; inspect reads frozen graphs: "
                          f"compss-infer freeze {args.model} --output MODEL.pb, then inspect MODEL.pb")
-    from ..inspection import format_text, inspect_model
+    from ..model.formats import TFLITE, model_format
+    if model_format(args.model) == TFLITE:
+        from ..model.tflite_inspect import format_tflite_text as format_text, inspect_tflite as inspect_model
+    else:
+        from ..inspection import format_text, inspect_model
     info = inspect_model(args.model)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_text(info))
     return 0

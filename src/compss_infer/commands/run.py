@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
@@ -48,9 +49,14 @@ def handle(args: argparse.Namespace) -> int:
     cfg = build_config(args.config, flags, args.sets)
     from ..checks import refuse_early
     refuse_early(cfg)  # the instant refusals, before TensorFlow starts loading anywhere
+    from ..model.formats import ignored_settings
+    for note in ignored_settings(cfg.model.path, cfg.session):
+        logging.getLogger("compss_infer").warning(note)
     if cfg.run.engine == "local" and not cfg.run.resume:
         from ..engines.local import prestart
-        prestart(cfg.run.start_method)  # TensorFlow loads in the forkserver while we import the rest
+        from ..model.formats import preload_modules
+        # TensorFlow (or LiteRT) loads in the forkserver while we import the rest
+        prestart(cfg.run.start_method, preload_modules(cfg.model.path))
     from ..cli import STARTED
     from ..runner import run
     summary = run(cfg, started=STARTED)

@@ -75,6 +75,7 @@ def _drop_child() -> None:
 
 def _child_for(spec: WorkerSpec) -> _Child:
     """The child for ``spec`` under this task's threads and GPU; a different one replaces it."""
+    from ..model.formats import preload_modules
     from .local import LocalEngine
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
     key = (spec, os.environ.get("COMPSS_NUM_THREADS"), gpu)
@@ -82,7 +83,8 @@ def _child_for(spec: WorkerSpec) -> _Child:
         _drop_child()
     if not _CHILD:
         engine = LocalEngine(workers=1, start_method=CHILD_START_METHOD, task_timeout=None,
-                             gpus=[gpu] if gpu is not None else None)
+                             gpus=[gpu] if gpu is not None else None,
+                             preload=preload_modules(spec.model.path))  # a .tflite child: no TensorFlow
         engine.start(warm_up, spec)
         _CHILD.append(_Child(engine, key))
         if len(_CHILD) == 1:

@@ -84,7 +84,7 @@ class _Worker:
     born: float = field(default_factory=time.monotonic)
 
 
-PRELOAD = ["compss_infer._preload"]
+PRELOAD = ["compss_infer._preload"]  # the default: TensorFlow (callers pass the model's own list)
 
 
 class _ChildrenIgnoreSigint:
@@ -111,8 +111,9 @@ class _ChildrenIgnoreSigint:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def prestart(start_method: str) -> None:
-    """Start the forkserver (which imports TensorFlow) now, before the master's own imports.
+def prestart(start_method: str, preload: list[str] | None = None) -> None:
+    """Start the forkserver (which imports ``preload``, by default TensorFlow) now, before the
+    master's own imports.
 
     Non-blocking: the server preloads in the background and workers fork from it when asked.
     """
@@ -120,7 +121,7 @@ def prestart(start_method: str) -> None:
         return
     import multiprocessing
     from multiprocessing import forkserver
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload or PRELOAD)
     with _ChildrenIgnoreSigint():
         forkserver.ensure_running()
 
@@ -132,7 +133,8 @@ class LocalEngine:
 
     def __init__(self, workers: int, start_method: str = "forkserver",
                  task_timeout: TimeLimitPolicy | float | str | None = None,
-                 max_startup_failures: int = 3, gpus: list[str] | None = None, **_: Any):
+                 max_startup_failures: int = 3, gpus: list[str] | None = None,
+                 preload: list[str] | None = None, **_: Any):
         import multiprocessing
         self.workers = max(1, workers)
         self.gpus = gpus or []  # worker slot i uses GPU gpus[i % len(gpus)]
@@ -140,7 +142,7 @@ class LocalEngine:
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(PRELOAD)
+            self._ctx.set_forkserver_preload(preload or PRELOAD)
         self._pool: list[_Worker] = []
         self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
         self._init: tuple[Callable[[Any], Any], Any] | None = None
