@@ -33,7 +33,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def machine() -> dict:
-    from compss_infer.session import available_cpus
+    from compss_infer.model.session import available_cpus
     model = ""
     try:
         for line in open("/proc/cpuinfo"):
@@ -266,7 +266,7 @@ def main() -> int:
     ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 contenders (benchmarks/int8.py)")
     args = ap.parse_args()
-    from compss_infer.session import available_cpus
+    from compss_infer.model.session import available_cpus
     cores = available_cpus()
     work = args.workdir or os.path.join(tempfile.gettempdir(), "compss-infer-bench")
     os.makedirs(work, exist_ok=True)

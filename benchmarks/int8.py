@@ -142,7 +142,7 @@ def main() -> int:
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--note", default="", help="appended to the machine line (e.g. 'machine shared')")
     a = ap.parse_args()
-    from compss_infer.session import available_cpus
+    from compss_infer.model.session import available_cpus
     from .__main__ import machine
     cores = available_cpus()
     work = a.workdir or os.path.join(tempfile.gettempdir(), "compss-infer-bench")

@@ -19,7 +19,7 @@ import time
 
 
 def _session(model: str, intra: int, device: str):
-    from compss_infer.session import import_tf
+    from compss_infer.model.session import import_tf
     tf = import_tf()
     gd = tf.compat.v1.GraphDef()
     with open(model, "rb") as fh:

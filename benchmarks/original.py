@@ -22,7 +22,7 @@ T0 = time.monotonic()
 
 def _init() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from compss_infer.session import import_tf
+    from compss_infer.model.session import import_tf
     import_tf()
 
 
@@ -30,7 +30,7 @@ def task(model: str, path: str, size: int, mode: str, inp: str, out: str) -> tup
     """The whole original task body: load graph, open session, classify one image."""
     import numpy as np
     from PIL import Image
-    from compss_infer.session import import_tf
+    from compss_infer.model.session import import_tf
     tf = import_tf()
     with open(model, "rb") as fh:
         gd = tf.compat.v1.GraphDef()

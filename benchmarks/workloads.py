@@ -53,8 +53,8 @@ def _image(rng: np.random.Generator, size: int, mode: str) -> Image.Image:
 
 
 def _build_model(kind: str, size: int, channels: int, path: str) -> None:
-    from compss_infer.freeze import freeze_function, write_graph_def
-    from compss_infer.session import import_tf
+    from compss_infer.model.freeze import freeze_function, write_graph_def
+    from compss_infer.model.session import import_tf
     tf = import_tf(keras=True)
     tf.keras.utils.set_random_seed(0)
     k = tf.keras

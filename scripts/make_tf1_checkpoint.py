@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--saves", type=int, default=1, help="checkpoints to write")
     args = ap.parse_args()
     from sklearn.datasets import load_digits
-    from compss_infer.session import import_tf
+    from compss_infer.model.session import import_tf
     tf = import_tf()
     from tensorflow.python.util import deprecation
     d = load_digits()

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import train_test_split
 
     sys.path.insert(0, os.path.join(args.root, "src"))
-    from compss_infer.freeze import freeze_function, write_graph_def
-    from compss_infer.session import import_tf
+    from compss_infer.model.freeze import freeze_function, write_graph_def
+    from compss_infer.model.session import import_tf
 
     tf = import_tf(keras=True)
     tf.keras.utils.set_random_seed(SEED)

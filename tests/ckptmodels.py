@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 import tinymodels as tm
-from compss_infer.session import import_tf
+from compss_infer.model.session import import_tf
 
 
 @dataclass

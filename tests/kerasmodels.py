@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from compss_infer.session import import_tf
+from compss_infer.model.session import import_tf
 
 
 def tiny_classifier(h: int = 8, w: int = 8, c: int = 1, classes: int = 4, *, rescale: bool = True,

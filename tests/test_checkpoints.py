@@ -15,13 +15,13 @@ import ckptmodels as cm
 import tinymodels as tm
 from compss_infer import runner
 from compss_infer.cli import main
-from compss_infer.graph import read_graph_def
+from compss_infer.model.graph import read_graph_def
 from compss_infer.journal import Journal
 from compss_infer.model import tf1
 from compss_infer.model.checkpoint import locate_checkpoint, looks_like_checkpoint, read_index
 from compss_infer.model.identity import model_identity, ranges_by_id
-from compss_infer.session import import_tf
-from compss_infer.verify import run_graph
+from compss_infer.model.session import import_tf
+from compss_infer.model.verify import run_graph
 
 RUN = ["run", "--no-progress", "--set", "preprocess.mode=L", "--set", 'model.feeds={"keep_prob:0": 1.0}']
 

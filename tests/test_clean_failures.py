@@ -309,7 +309,7 @@ def test_a_batch_that_cannot_be_allocated_names_the_batch_size(small):
     from compss_infer.config import build_config
     from compss_infer.contracts import WorkerSpec
     from compss_infer.errors import ModelError
-    from compss_infer.predictor import Predictor
+    from compss_infer.model.predictor import Predictor
     model, folder, _ = small
     cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L"}})
     spec = WorkerSpec(model=cfg.model, preprocess=cfg.preprocess, session=cfg.session, batch_size=10**12)

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 import kerasmodels as km
-from compss_infer import freeze as freezemod
+from compss_infer.model import freeze as freezemod
 from compss_infer.cli import main
-from compss_infer.graph import read_graph_def
+from compss_infer.model.graph import read_graph_def
 
 # Keras 3 saving converts variables with np.array(copy=False): its own warning, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

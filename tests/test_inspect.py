@@ -5,7 +5,7 @@ import pytest
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.session import import_tf
+from compss_infer.model.session import import_tf
 
 
 def inspect_json(capsys, path):

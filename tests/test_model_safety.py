@@ -6,9 +6,9 @@ import pytest
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.graph import audit
-from compss_infer.oplist import ALLOWED_OPS, PATH_INPUT_OPS
-from compss_infer.session import import_tf
+from compss_infer.model.graph import audit
+from compss_infer.model.oplist import ALLOWED_OPS, PATH_INPUT_OPS
+from compss_infer.model.session import import_tf
 
 tf = import_tf()
 

@@ -8,11 +8,11 @@ import yaml
 
 import kerasmodels as km
 import tinymodels as tm
-from compss_infer import optimize as optmod
+from compss_infer.model import optimize as optmod
 from compss_infer.cli import main
-from compss_infer.graph import read_graph_def
-from compss_infer.session import import_tf
-from compss_infer.verify import run_graph
+from compss_infer.model.graph import read_graph_def
+from compss_infer.model.session import import_tf
+from compss_infer.model.verify import run_graph
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

@@ -6,7 +6,7 @@ import pytest
 from compss_infer.config import SessionSpec
 from compss_infer.errors import ConfigError
 from compss_infer.progress import Progress
-from compss_infer.session import available_cpus, check_device, config_proto, import_tf, resolve_threads
+from compss_infer.model.session import available_cpus, check_device, config_proto, import_tf, resolve_threads
 
 tf = import_tf()
 
@@ -62,7 +62,7 @@ def test_progress_lines_when_not_a_terminal():
 def test_inference_import_skips_keras_but_keras_stays_usable():
     import subprocess
     import sys
-    code = ("import sys\nfrom compss_infer.session import import_tf\ntf = import_tf()\n"
+    code = ("import sys\nfrom compss_infer.model.session import import_tf\ntf = import_tf()\n"
             "assert 'keras.src' not in sys.modules and 'sklearn' not in sys.modules, 'keras imported'\n"
             "assert sys.modules.get('keras', 0) is not None\n"
             "layer = tf.keras.layers.Dense(2)\nprint(type(layer).__name__)\n")

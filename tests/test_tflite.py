@@ -165,7 +165,7 @@ def test_a_fixed_batch_1_model_runs_any_batch(tmp_path):
 
 
 def _flex_model(path: str) -> str:
-    from compss_infer.session import import_tf
+    from compss_infer.model.session import import_tf
     from compss_infer.model.quiet import quiet_stderr
     tf = import_tf()
     g = tf.Graph()

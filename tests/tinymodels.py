@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from compss_infer.session import import_tf
+from compss_infer.model.session import import_tf
 
 SCALE = 20.0
 
@@ -96,7 +96,7 @@ def path_graph(h: int = 8, w: int = 8, c: int = 1, batched: bool = False) -> Any
 
 def write_graph(gd: Any, path: str) -> str:
     """Binary (.pb) or text (.pbtxt) by extension; returns the path."""
-    from compss_infer.freeze import write_graph_def
+    from compss_infer.model.freeze import write_graph_def
     write_graph_def(gd, path)
     return path
 

@@ -32,7 +32,7 @@ def file_identity(path: str) -> tuple[str, int, int]:
 
 def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     """(predictor, loaded_now).  Threads from COMPSS_NUM_THREADS are part of the key."""
-    from .graph import read_model_bytes
+    from .model.graph import read_model_bytes
     from .model.backends import load_predictor
 
     identity = model_identity(spec.model.path)
@@ -45,7 +45,7 @@ def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
         _CACHE.pop(old).close()
     if identity.kind == "checkpoint":  # frozen in memory, once per worker and checkpoint entry
         from .model.tf1 import frozen_for_run
-        from .predictor import Predictor
+        from .model.predictor import Predictor
         data, named = frozen_for_run(identity.path, spec)  # named: the spec with the tensors it chose
         predictor = Predictor(named, data)
         predictor.model_id = f"{identity.name}:{predictor.model_id}"

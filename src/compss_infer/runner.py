@@ -38,7 +38,7 @@ from .results import header_bytes, write_atomically, write_atomically_bytes, wri
 from .results import MANIFEST, ShardedWriter, is_sharded
 from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
-from .session import available_cpus
+from .model.session import available_cpus
 from .timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from .worker import classify_chunk, warm_up

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .session import available_cpus
+from .model.session import available_cpus
 
 WORKER_BASE_BYTES = 450 * 2**20  # TensorFlow runtime + Python, per process (shared in part under forkserver)
 BATCH_PIXEL_BUDGET = 1_000_000  # input values per batch (uint8 count, before float conversion)

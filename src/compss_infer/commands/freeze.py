@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..freeze import check_source, freeze_checkpoint, freeze_model, parse_batch, parse_constants
+    from ..model.freeze import check_source, freeze_checkpoint, freeze_model, parse_batch, parse_constants
     from ..model.checkpoint import looks_like_checkpoint
     if looks_like_checkpoint(args.src):
         if args.output_name or args.batch != "dynamic":

@@ -27,7 +27,7 @@ def handle(args: argparse.Namespace) -> int:
     if model_format(args.model) == TFLITE:
         from ..model.tflite_inspect import format_tflite_text as format_text, inspect_tflite as inspect_model
     else:
-        from ..inspection import format_text, inspect_model
+        from ..model.inspection import format_text, inspect_model
     info = inspect_model(args.model)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_text(info))
     return 0

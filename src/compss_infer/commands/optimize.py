@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..optimize import format_op_table, optimize_model
+    from ..model.optimize import format_op_table, optimize_model
     r = optimize_model(args.model, args.output, args.input_name, args.output_name, args.tolerance, args.overwrite)
     print(f"optimized {args.model} -> {r.output}: {r.nodes_before} -> {r.nodes_after} nodes, "
           f"{r.bytes_before:,} -> {r.bytes_after:,} bytes ({r.input} -> {r.output_tensor})")

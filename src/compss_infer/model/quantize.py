@@ -151,7 +151,7 @@ def _sha256(path: str) -> str:
 def convert(cfg: RunConfig, input_name: str, output_name: str, calibration: np.ndarray,
             input_type: str = INPUT_TYPE, output_type: str = OUTPUT_TYPE) -> bytes:
     """Full-integer post-training quantization; the batch dimension stays as the graph has it."""
-    from ..session import import_tf
+    from .session import import_tf
     tf = import_tf()
 
     def representative() -> Iterator[list[np.ndarray]]:
@@ -241,7 +241,7 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
     """Convert, verify, and write ``output`` + its card; raises AgreementTooLow (exit 1) when it disagrees."""
     from .backends.litert import LiteRTPredictor
     from .backends.tf_graph import GraphPredictor
-    from ..graph import read_model_bytes
+    from .graph import read_model_bytes
 
     say = progress or (lambda _msg: None)
     output = os.path.abspath(output)

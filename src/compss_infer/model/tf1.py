@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError, ModelError
-from ..graph import tensor_name
-from ..session import import_tf
+from .graph import tensor_name
+from .session import import_tf
 from .checkpoint import CheckpointFiles
 
 # Ops and name scopes that exist only to train or to save: never part of an answer.

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import card_path_for
-from ..graph import input_layout
+from .graph import input_layout
 from .tflite_audit import TensorDesc, read_tflite
 
 
@@ -81,5 +81,5 @@ def format_tflite_text(info: TfliteInspection) -> str:
     lines.append(f"quantized  {'yes (integer tensors inside)' if info.quantized else 'no (float model)'}")
     verdict = "safe (LiteRT builtin ops only)" if info.safe else \
         f"UNSAFE: {len(info.unsafe_ops)} custom/Flex op(s) refused (run needs --allow-unsafe-ops)"
-    from ..inspection import audit_and_ops_lines
+    from .inspection import audit_and_ops_lines
     return "\n".join(lines + audit_and_ops_lines(verdict, info.unsafe_ops, info.ops))

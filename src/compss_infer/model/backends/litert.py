@@ -20,8 +20,8 @@ import numpy as np
 
 from ...contracts import ModelInfo, WorkerSpec
 from ...errors import ConfigError, ModelError
-from ...graph import input_layout
-from ...session import resolve_threads
+from ..graph import input_layout
+from ..session import resolve_threads
 from ...sizing import auto_batch
 from ..batching import run_in_slices
 from ..quiet import quiet_stderr

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import graph as graphmod
-from .config import ModelSpec, card_path_for, load_yaml
-from .errors import CompssInferError
+from ..config import ModelSpec, card_path_for, load_yaml
+from ..errors import CompssInferError
 
 
 @dataclass

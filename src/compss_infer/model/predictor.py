@@ -15,11 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import graph as graphmod
-from .contracts import ModelInfo, WorkerSpec
-from .errors import ModelError
-from .modelcheck import error_text
+from ..contracts import ModelInfo, WorkerSpec
+from ..errors import ModelError
+from ..modelcheck import error_text
 from .session import check_device, config_proto, import_tf, resolve_threads
-from .sizing import auto_batch
+from ..sizing import auto_batch
 
 
 class Predictor:
@@ -88,7 +88,7 @@ class Predictor:
         fixed = self.info.fixed_batch
         if not fixed or fixed == n:
             return self._run(batch)
-        from .model.batching import run_in_slices
+        from .batching import run_in_slices
         return run_in_slices(self._run, batch, fixed, self.info.output_name)
 
     def close(self) -> None:
