@@ -47,6 +47,17 @@ class MissingDependency(CompssInferError):
     kind = "MissingDependency"
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a refusal never formats an unbounded value
+    (a YAML alias bomb expands to ~10^9 items, a nested list may be thousands of levels deep)."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 # The reasons the user reads, worded the same wherever a file system refuses us.
 _REASONS = {
     "EROFS": "read-only file system",

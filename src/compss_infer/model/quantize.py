@@ -14,6 +14,7 @@ LiteRT's backend flips their top bit; scores are dequantized in numpy.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
@@ -26,7 +27,7 @@ from ..core.specs import RunConfig
 from .files import card_path_for
 from ..core.contracts import WorkerSpec
 from ..core.errors import CompssInferError, InputError, ModelError
-from ..images.listing import discover, is_image_name, read_list
+from ..images.listing import WalkNotes, discover, is_image_name, read_list
 from ..images.preprocess import Geometry, ImageError, decode, normalize
 from .quiet import quiet_stderr
 
@@ -78,7 +79,10 @@ class QuantizeResult:
 def list_images(images_dir: str | None, image_list: str | None, what: str) -> list[str]:
     """Absolute image paths from a folder (sorted, recursive) or a list file (order kept)."""
     if images_dir:
-        paths = [os.path.join(images_dir, rel) for rel in discover(images_dir)]
+        notes = WalkNotes()
+        paths = [os.path.join(images_dir, rel) for rel in discover(images_dir, notes)]
+        for line in notes.warnings():  # a folder it could not list is named, never skipped in silence
+            logging.getLogger("compss_infer").warning("%s: %s", what, line)
     elif image_list:
         base = os.path.dirname(os.path.abspath(image_list))
         paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in read_list(image_list)]

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from ..core.errors import ConfigError
-from ..core.specs import (ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
-                          RunConfig, RunSpec, SessionSpec)
-from ..core.yamlfile import load_yaml
+from ..core.errors import ConfigError, shown
+from ..core.specs import (ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS, ModelSpec,
+                          PreprocessSpec, RunConfig, RunSpec, SessionSpec)
+from ..core.yamlfile import load_yaml, parse_yaml
 from ..model.files import card_path_for
 
+log = logging.getLogger("compss_infer")
 
 # --------------------------------------------------------------------------- schema
 
@@ -41,9 +43,9 @@ def _int(minimum: int | None = None, auto: bool = False) -> Check:
             if auto:
                 return None
         if not _is_int(v):
-            raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {v!r}")
+            raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {shown(v)}")
         if minimum is not None and v < minimum:
-            raise ConfigError(f"{key}: must be >= {minimum}, got {v}")
+            raise ConfigError(f"{key}: must be >= {minimum}, got {shown(v)}")
         return v
     return check
 
@@ -54,12 +56,12 @@ def _float(minimum: float | None = None, maximum: float | None = None, optional:
         if v is None and optional:
             return None
         if not _is_num(v):
-            raise ConfigError(f"{key}: expected a number, got {v!r}")
+            raise ConfigError(f"{key}: expected a number, got {shown(v)}")
         v = float(v)
         if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
-            raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {v}")
+            raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {shown(v)}")
         if maximum is not None and v > maximum:
-            raise ConfigError(f"{key}: must be <= {maximum}, got {v}")
+            raise ConfigError(f"{key}: must be <= {maximum}, got {shown(v)}")
         return v
     return check
 
@@ -72,17 +74,17 @@ def _time_limit(key: str, v: Any) -> Any:
         try:
             v = float(v)
         except ValueError:
-            raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {v!r}") from None
+            raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {shown(v)}") from None
     if v is None:
         return None
     if not _is_num(v) or v <= 0:
-        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {v!r}")
+        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {shown(v)}")
     return float(v)
 
 
 def _bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+        raise ConfigError(f"{key}: expected true or false, got {shown(v)}")
     return v
 
 
@@ -91,7 +93,7 @@ def _str(optional: bool = True) -> Check:
         if v is None and optional:
             return None
         if not isinstance(v, str) or not v:
-            raise ConfigError(f"{key}: expected a non-empty string, got {v!r}")
+            raise ConfigError(f"{key}: expected a non-empty string, got {shown(v)}")
         return v
     return check
 
@@ -102,7 +104,7 @@ def _choice(options: tuple[str, ...], optional: bool = False, fold: Callable[[st
             return None
         if isinstance(v, str) and fold(v) in options:
             return fold(v)
-        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {v!r}")
+        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {shown(v)}")
     return check
 
 
@@ -113,16 +115,16 @@ def _size(key: str, v: Any) -> Any:
         v = [v, v]
     if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)):
         return (int(v[0]), int(v[1]))
-    raise ConfigError(f"{key}: expected [height, width] of positive integers, got {v!r}")
+    raise ConfigError(f"{key}: expected [height, width] of positive integers, got {shown(v)}")
 
 
 def _channel_values(positive: bool) -> Check:
     def check(key: str, v: Any) -> Any:
         values = v if isinstance(v, (list, tuple)) else [v]
         if not values or len(values) not in (1, 3) or not all(_is_num(x) for x in values):
-            raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {v!r}")
+            raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {shown(v)}")
         if positive and any(x <= 0 for x in values):
-            raise ConfigError(f"{key}: values must be > 0, got {v!r}")
+            raise ConfigError(f"{key}: values must be > 0, got {shown(v)}")
         return tuple(float(x) for x in values)
     return check
 
@@ -131,14 +133,14 @@ def _feeds(key: str, v: Any) -> Any:
     if v is None:
         return ()
     if not isinstance(v, Mapping):
-        raise ConfigError(f"{key}: expected a mapping of tensor name to value, got {v!r}")
+        raise ConfigError(f"{key}: expected a mapping of tensor name to value, got {shown(v)}")
     out = []
     for name, value in v.items():
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key}: tensor names must be strings, got {name!r}")
+            raise ConfigError(f"{key}: tensor names must be strings, got {shown(name)}")
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
-            raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
+            raise ConfigError(f"{key}.{name[:60]}: expected a number, bool, string or list of numbers, got {shown(value)}")
         out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
@@ -146,7 +148,7 @@ def _feeds(key: str, v: Any) -> Any:
 def _opt_level(key: str, v: Any) -> Any:
     if isinstance(v, str) and v.upper() in ("L0", "L1"):
         return v.upper()
-    raise ConfigError(f"{key}: expected L0 or L1, got {v!r}")
+    raise ConfigError(f"{key}: expected L0 or L1, got {shown(v)}")
 
 
 PATH_KEYS = {("model", "path"), ("model", "labels"), ("model", "card"), ("run", "images"),
@@ -231,14 +233,14 @@ def _check_shape(tree: Any, origin: str, allowed_sections: tuple[str, ...] = tup
         raise ConfigError(f"{origin}: expected a mapping with sections {', '.join(allowed_sections)}")
     for section, body in tree.items():
         if section not in allowed_sections:
-            raise ConfigError(f"{origin}: unknown section {section!r} (expected {', '.join(allowed_sections)})")
+            raise ConfigError(f"{origin}: unknown section {shown(section)} (expected {', '.join(allowed_sections)})")
         if body is None:
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+            raise ConfigError(f"{origin}: section {shown(section)} must be a mapping")
         for key in body:
             if key not in SCHEMA[section]:
-                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+                raise ConfigError(f"{origin}: unknown key {section}.{str(key)[:60]}")
     return {s: dict(b or {}) for s, b in tree.items()}
 
 
@@ -255,16 +257,36 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     tree: dict[str, dict[str, Any]] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
+            raise ConfigError(f"--set {shown(item)}: expected section.key=value")
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.key=value (e.g. run.batch_size=64)")
+            raise ConfigError(f"--set {shown(item)}: expected section.key=value (e.g. run.batch_size=64)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+            value = parse_yaml(raw) if raw.strip() else ""
+        except (yaml.YAMLError, ValueError):
+            raise ConfigError(f"--set {shown(item)}: value is not valid YAML") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
+    return tree
+
+
+# What only the command line may set: a config file or model card is data (often someone else's), and
+# must not relax a safety check.  key -> does this value relax it?
+COMMAND_LINE_ONLY: dict[tuple[str, str], Callable[[Any], bool]] = {
+    ("model", "allow_unsafe_ops"): lambda v: v is True,
+    ("preprocess", "max_pixels"): lambda v: _is_int(v) and v > PILLOW_MAX_PIXELS,
+}
+
+
+def _drop_relaxations(tree: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Remove what a file may not set (one warning line each); tightening (a lower max_pixels) is kept."""
+    for (section, key), relaxes in COMMAND_LINE_ONLY.items():
+        body = tree.get(section)
+        if isinstance(body, dict) and key in body and relaxes(body[key]):
+            del body[key]
+            flag = "--allow-unsafe-ops" if key == "allow_unsafe_ops" else f"--set {section}.{key}=..."
+            log.warning("%s sets %s.%s: ignored, a file cannot relax a safety check (on the command line: %s)",
+                        origin, section, key, flag)
     return tree
 
 
@@ -275,7 +297,7 @@ def _load_card(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"model card {path}: expected a mapping")
     applied = {k: v for k, v in data.items() if k in CARD_SECTIONS}
-    tree = _check_shape(applied, f"model card {path}", CARD_SECTIONS)
+    tree = _drop_relaxations(_check_shape(applied, f"model card {path}", CARD_SECTIONS), f"model card {path}")
     tree.get("model", {}).pop("path", None)
     return _resolve_paths(tree, os.path.dirname(path))
 
@@ -305,8 +327,8 @@ def build_config(config_file: str | None = None, flags: dict[str, Any] | None = 
     file_tree: dict[str, Any] = {}
     if config_file:
         origin = os.path.abspath(config_file)
-        file_tree = _resolve_paths(_check_shape(load_yaml(origin), f"config {config_file}"),
-                                   os.path.dirname(origin))
+        file_tree = _resolve_paths(_drop_relaxations(_check_shape(load_yaml(origin), f"config {config_file}"),
+                                                     f"config {config_file}"), os.path.dirname(origin))
     flag_tree = _resolve_paths(_check_shape(flags or {}, "command line"), None)
     set_tree = _resolve_paths(_check_shape(parse_set(sets or []), "--set"), None)
     user = _merge(file_tree, flag_tree, set_tree)

@@ -199,7 +199,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
         if isinstance(truth, FolderTruth):
             truth.num_classes = info.num_classes
-        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w]
+        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w] + (plan.walk.warnings() if plan.walk else [])
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
@@ -337,7 +337,7 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
                          "(use --overwrite to start afresh)")
     if load_plan(journal.plan_path, header["plan_base"]).count != header.get("images"):
         raise InputError(f"--resume refused: the plan in {journal.dir} is damaged (use --overwrite to start afresh)")
-    return load_plan(journal.plan_path, header["plan_base"])
+    return replace(load_plan(journal.plan_path, header["plan_base"]), walk=current.walk)
 
 
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
@@ -385,14 +385,19 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         shards.close(plan.count)
     else:
         shards = None
-        write_atomically_bytes(output, body)
+        try:  # without --overwrite, published only if the name is still free (never a silent overwrite)
+            write_atomically_bytes(output, body, replace=cfg.run.overwrite)
+        except FileExistsError:
+            raise InputError(f"output exists: {output} appeared while this run worked (another program wrote it?); "
+                             f"not replaced: the results are kept in {journal.dir}, run again with --resume "
+                             "--overwrite to replace it") from None
     end = time.monotonic()
     wall = end - t0
     after_first = progress.rates(end)[1] if progress is not None else None
     processed = plan.count - done_before
     summary_path = output + ".summary.json"
     tasks_path = output + ".tasks.csv"
-    write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
+    write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()), follow=False)
     accuracy = scorer.summary() if scorer else None
     warnings = list(warnings or [])
     if scorer:
@@ -400,7 +405,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
             log.warning("%s", line)
             warnings.append(line)
         log.info("%s", scorer.coverage())
-    exit_code = 0 if counts["failed"] == 0 else 1
+    unlisted = plan.walk.unlisted if plan.walk else []
+    exit_code = 0 if counts["failed"] == 0 and not unlisted else 1  # a folder not listed: images missing
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,
@@ -408,6 +414,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "classified": counts["ok"],
         "failed": counts["failed"],
         "failures_by_kind": dict(sorted(kinds.items())),
+        **({"unlisted_folders": {"count": len(unlisted), "folders": [
+            {"folder": f, "reason": why} for f, why in unlisted[:100]]}} if unlisted else {}),
         "exit_code": exit_code,
         "wall_s": round(wall, 3),
         "images_per_s": round(processed / wall, 2) if wall > 0 else None,  # the whole process
