@@ -38,19 +38,24 @@ class WalkNotes:
     repeated: list[tuple[str, str]] = field(default_factory=list)
 
     def warnings(self, shown: int = 5) -> list[str]:
-        """At most two lines, naming the first ``shown`` folders of each kind."""
+        """At most two lines, naming the first ``shown`` folders of each kind (long names cut)."""
         out = []
         if self.unlisted:
-            named = "; ".join(f"{f} ({why})" for f, why in self.unlisted[:shown])
+            named = "; ".join(f"{_cut(f)} ({why})" for f, why in self.unlisted[:shown])
             more = f"; and {len(self.unlisted) - shown} more" if len(self.unlisted) > shown else ""
             out.append(f"{len(self.unlisted)} folder(s) could not be listed, their images are not in the results: "
                        f"{named}{more}")
         if self.repeated:
-            named = "; ".join(f"{f} (the folder {'.' if not t else t})" for f, t in self.repeated[:shown])
+            named = "; ".join(f"{_cut(f)} (the folder {_cut(t) or '.'})" for f, t in self.repeated[:shown])
             more = f"; and {len(self.repeated) - shown} more" if len(self.repeated) > shown else ""
             out.append(f"{len(self.repeated)} linked folder(s) lead to a folder already listed, not listed again: "
                        f"{named}{more}")
         return out
+
+
+def _cut(name: str, keep: int = 60) -> str:
+    """A folder name for a warning line: a 4,000-character path shows its two ends."""
+    return name if len(name) <= 2 * keep + 3 else name[:keep] + "..." + name[-keep:]
 
 
 def _entries(root: str, rel: str, notes: WalkNotes) -> list[tuple[str, bool, tuple[int, int] | None]]:
@@ -63,11 +68,15 @@ def _entries(root: str, rel: str, notes: WalkNotes) -> list[tuple[str, bool, tup
                 ident = None
                 try:
                     is_dir = entry.is_dir()  # follows a symlink: linked class folders are walked
-                    if is_dir:
+                except OSError:
+                    is_dir = False  # an unreadable link: listed if named like an image
+                if is_dir:
+                    try:
                         st = entry.stat()
                         ident = (st.st_dev, st.st_ino)
-                except OSError:
-                    is_dir = False  # a dangling or unreadable link: listed if named like an image
+                    except OSError as exc:  # a folder we cannot enter (a name too long here, say)
+                        notes.unlisted.append((rel + entry.name + "/", os_reason(exc)))
+                        continue
                 out.append((entry.name + "/" if is_dir else entry.name, is_dir, ident))
     except OSError as exc:
         notes.unlisted.append((rel or "./", os_reason(exc)))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 
 from ..core.specs import RunConfig
 from ..core.errors import ConfigError, InputError, os_reason
+from ..core.smallfile import describe_mode
 from ..model.checkpoint import locate_checkpoint, looks_like_checkpoint
 from ..model.files import check_model_path
 from .outpaths import journal_busy, journal_dir, journal_exists, refuse_linked_side_files
@@ -36,6 +38,8 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
         if r.stage_model:
             raise ConfigError("run.stage_model copies one model file; a TF1 checkpoint is several: "
                               "keep it on a shared file system, or freeze it first (compss-infer freeze)")
+    if cfg.model.labels:  # a FIFO would hang the run, /dev/zero fill its memory: refuse them now
+        _refuse_not_regular(cfg.model.labels, "model.labels")
     if r.truth and not os.path.isfile(r.truth):
         raise ConfigError(f"run.truth: file not found: {r.truth}")
     if r.report:
@@ -44,6 +48,15 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
     if not is_sharded(r.output):  # DIR/ is a folder by design (check_output has its rules)
         refuse_special(r.output)
     return r.output, format_for(r.output, r.format)
+
+
+def _refuse_not_regular(path: str, key: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{key}: {path} {describe_mode(mode)}, not a regular file")
 
 
 def _existing_ancestor(folder: str) -> str:

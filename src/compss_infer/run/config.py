@@ -19,7 +19,7 @@ import yaml
 from ..core.errors import ConfigError, shown
 from ..core.specs import (ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS, ModelSpec,
                           PreprocessSpec, RunConfig, RunSpec, SessionSpec)
-from ..core.yamlfile import load_yaml, parse_yaml
+from ..core.yamlfile import YamlLimit, load_yaml, parse_yaml
 from ..model.files import card_path_for
 
 log = logging.getLogger("compss_infer")
@@ -264,6 +264,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {shown(item)}: expected section.key=value (e.g. run.batch_size=64)")
         try:
             value = parse_yaml(raw) if raw.strip() else ""
+        except YamlLimit as exc:
+            raise ConfigError(f"--set {shown(item)}: value refused, {exc}") from None
         except (yaml.YAMLError, ValueError):
             raise ConfigError(f"--set {shown(item)}: value is not valid YAML") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
