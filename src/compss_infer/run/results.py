@@ -93,9 +93,10 @@ def _valid_text(text: str) -> str:
 class CsvWriter:
     def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._fh = fh
+        self._w = csv.writer(fh, lineterminator="\n")
         self._topk = top_k > 1
         if header:
-            fh.write(header_bytes("csv", top_k).decode())
+            self._w.writerow(header_cells(top_k))
 
     def write(self, row: Row) -> None:
         cells = [row.path, "" if row.class_id is None else str(row.class_id), fmt_score(row.score),
@@ -103,7 +104,10 @@ class CsvWriter:
         if self._topk:
             cells.append(" ".join(str(i) for i in row.topk_ids or []))
             cells.append(" ".join(fmt_score(s) for s in row.topk_scores or []))
-        self._fh.write(",".join(map(csv_cell, cells)) + "\n")
+        if "".join(cells).isprintable():  # no line break anywhere: the csv module, as always
+            self._w.writerow(cells)
+        else:  # rare (a CR, U+2028, ... in a name): quote those cells too
+            self._fh.write(",".join(map(csv_cell, cells)) + "\n")
 
 
 class JsonlWriter:
