@@ -43,7 +43,10 @@ MAX_SECONDS = 30 * 24 * 3600.0  # time limits: a month at most (``none`` is the 
 def _shown(v: Any) -> str:
     """A value for an error line: a huge integer is shown by its size, not its 4,000 digits."""
     if _is_int(v) and abs(v) > 10**30:
-        return f"an integer of about {int(abs(v).bit_length() * 0.30103) + 1} digits"
+        try:
+            return f"an integer of {len(str(abs(v)))} digits"
+        except ValueError:  # over Python's 4,300-digit limit for int -> str
+            return "an integer of more than 4,300 digits"
     return repr(v)
 
 
