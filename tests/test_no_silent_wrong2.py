@@ -98,6 +98,13 @@ def test_a_float_model_with_no_preprocessing_chosen_is_refused_before_work(tmp_p
                    "--set", "preprocess.mean=0", "--set", "preprocess.std=1") == 0
     assert [int(r["class_id"]) for r in rows(out)] == truth_of(folder, items)
     assert json.load(open(out + ".summary.json"))["warnings"] == []
+    # quantize would write the unchosen scaling into the int8 model's card: refused the same way
+    capsys.readouterr()
+    lite = str(tmp_path / "q_int8.tflite")
+    assert main(["quantize", model, "--calibration", folder, "--output", lite, "--set", "preprocess.mode=L"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quantize would calibrate with, and write into the int8 model's card" in err[0]
+    assert "--set preprocess.mean=0 --set preprocess.std=1" in err[0] and not os.path.exists(lite)
 
 
 @pytest.fixture(scope="module")

@@ -37,4 +37,4 @@ def mean_std_for(expected: tuple[float, float]) -> tuple[float, float]:
 
 def short(x: float) -> str:
     """A range end or mean/std for a message: 4 significant digits."""
-    return f"{x:.4g}"
+    return f"{x + 0.0:.4g}"  # + 0.0: never "-0"

@@ -65,9 +65,20 @@ def check_preprocessing(cfg: RunConfig, info: ModelInfo) -> None:
     if not info.input_dtype.startswith(("float", "bfloat", "half")) or _chosen_pre(cfg):
         return  # raw uint8 pixels are the only thing such an input takes (mean/std are refused for it)
     raise ConfigError(f"no model card, config or flag sets preprocess.mean/std for the float input "
-                      f"{info.input_name}: set them to what the model was trained on, e.g. --set preprocess.std=255 "
-                      f"for 0..1 or --set preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare "
-                      f"raw 0..255 pixels on purpose with {RAW_PIXELS} (or write a model card)")
+                      f"{info.input_name}: {_SET_THEM}")
+
+
+_SET_THEM = (f"set them to what the model was trained on, e.g. --set preprocess.std=255 for 0..1 or --set "
+             f"preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare raw 0..255 pixels on purpose "
+             f"with {RAW_PIXELS} (or write a model card)")
+
+
+def check_quantize_source(cfg: RunConfig) -> None:
+    """quantize calibrates with the preprocessing and writes it into the int8 model's card: it must be chosen."""
+    if not _chosen_pre(cfg):
+        raise ConfigError(f"no model card, config or flag sets preprocess.mean/std for {cfg.model.path}: quantize "
+                          f"would calibrate with, and write into the int8 model's card, a pixel scaling nobody "
+                          f"chose; {_SET_THEM}")
 
 
 def class_count_unknown(info: ModelInfo, labels: Sequence[str] | None) -> str | None:
