@@ -23,7 +23,8 @@ from compss_infer.model.identity import model_identity, ranges_by_id
 from compss_infer.model.session import import_tf
 from compss_infer.model.verify import run_graph
 
-RUN = ["run", "--no-progress", "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--set", 'model.feeds={"keep_prob:0": 1.0}']
+RUN = ["run", "--no-progress", "--set", "preprocess.mode=L",
+       "--set", "preprocess.std=1", "--set", 'model.feeds={"keep_prob:0": 1.0}']
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +201,8 @@ def test_run_checkpoint_folder_gives_the_rows_of_its_frozen_pb(ckpt, tmp_path, c
     assert mid.startswith("model.ckpt-5:") and model["ranges_used"] == {mid: [[0, 10]]}
     assert model["unsafe_ops"] == [] and model["sha256"] == model_identity(ckpt["folder"]).sha256()
     # Without keep_prob fed, the run is refused before any image: the placeholder is named.
-    assert main(["run", "--no-progress", "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--model", ckpt["folder"], "--images",
+    assert main(["run", "--no-progress", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", "--model", ckpt["folder"], "--images",
                  ckpt["images"], "--output", str(tmp_path / "nofeed.csv"), "--engine", "sequential"]) == 2
     assert "placeholder 'keep_prob:0' is not fed" in one_error_line(capsys)
     # COMPSs staging copies one file; a checkpoint is several: refused up front.

@@ -130,7 +130,8 @@ def test_disk_full_mid_run_exits_3_keeps_the_journal_and_resume_finishes(tmp_pat
     env = {**ENV, "COMPSS_INFER_TEST_FAULTS": "1",
            "PYTHONPATH": os.pathsep.join([os.path.join(os.path.dirname(__file__), "faults"), *sys.path])}
     cmd = [sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model, "--images", str(images),
-           "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--chunk-size", "1", "--workers", "1",
+           "--output", out, "--set", "preprocess.mode=L",
+           "--set", "preprocess.std=1", "--chunk-size", "1", "--workers", "1",
            "--max-retries", "0", "--task-timeout", "4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     chunks = out + ".journal/chunks.bin"
@@ -209,7 +210,8 @@ def test_feeds_list_value_gives_one_line(small, tmp_path, capsys):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
     assert run_cli("--model", model, "--images", folder, "--output", out, "--engine", "sequential",
-                   "--set", 'model.feeds={"extra:0": [1.0, 2.0]}', "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 2
+                   "--set", 'model.feeds={"extra:0": [1.0, 2.0]}', "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 2
     line = one_line_error(capsys)
     assert "model.feeds: no tensor 'extra:0'" in line and "unhashable" not in line
     assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "model.feeds=[1, 2]") == 2
@@ -242,7 +244,8 @@ def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
     proc = subprocess.Popen([sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model,
-                             "--images", folder, "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--workers", "1"],
+                             "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                             "--set", "preprocess.std=1", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C does
@@ -325,7 +328,8 @@ def test_rates_are_labelled_the_same_and_never_zero(small, tmp_path, capsys):
     assert format_rate(0.3) == "0.3" and format_rate(12.34) == "12.3" and format_rate(5383.2) == "5,383"
     model, folder, items = small
     out = str(tmp_path / "r.csv")
-    assert main(["run", "--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1",
+    assert main(["run", "--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1",
                  "--chunk-size", "2", "--workers", "1"]) == 0
     captured = capsys.readouterr()
     summary_line = captured.out.strip().splitlines()[-1]

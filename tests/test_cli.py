@@ -79,7 +79,8 @@ def test_bad_images_give_exit_1_and_error_rows(setup, tmp_path):
     model, folder, items, _ = setup
     (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
     out = str(tmp_path / "r.csv")
-    assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 1
+    assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 1
     rows = {r[0]: r for r in rows_of(out)[1:]}
     assert len(rows) == 17
     bad = rows["broken.png"]
@@ -109,7 +110,8 @@ def test_refusals_exit_2_before_any_work(setup, tmp_path, capsys):
     cases = [
         (["--model", model, "--images", folder, "--output", out, "--set", "run.nope=1"], "unknown key run.nope"),
         (["--model", str(tmp_path / "none.pb"), "--images", folder, "--output", out], "model file not found"),
-        (["--model", str(corrupt), "--images", folder, "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1"], "ModelError"),
+        (["--model", str(corrupt), "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+          "--set", "preprocess.std=1"], "ModelError"),
         (["--model", model, "--images", str(tmp_path / "nodir"), "--output", out], "not a directory"),
         (["--model", model, "--images", folder, "--output", str(tmp_path / "x.txt")], "cannot tell the format"),
         (["--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=RGB"], "channels"),
@@ -127,7 +129,8 @@ def test_existing_output_needs_overwrite(setup, tmp_path):
     model, folder, _, _ = setup
     out = tmp_path / "o.csv"
     out.write_text("precious\n")
-    args = ["--model", model, "--images", folder, "--output", str(out), "--set", "preprocess.mode=L", "--set", "preprocess.std=1"]
+    args = ["--model", model, "--images", folder, "--output", str(out), "--set", "preprocess.mode=L",
+            "--set", "preprocess.std=1"]
     assert run_cli(*args) == 2 and out.read_text() == "precious\n"
     assert run_cli(*args, "--overwrite") == 0 and out.read_text().startswith("path,")
 
@@ -159,7 +162,8 @@ def test_non_utf8_file_names_are_written_back_byte_for_byte(setup, tmp_path):
     name = b"caf\xe9 \xff.png"  # latin-1 bytes: not valid UTF-8
     tm.quadrant_image(2).save(os.path.join(os.fsencode(str(folder)), name))
     out = str(tmp_path / "raw.csv")
-    assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 0
+    assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 0
     data = open(out, "rb").read().splitlines()
     assert data[1].startswith(name + b",2,")
 
@@ -198,10 +202,12 @@ def test_sharded_output_parts_and_manifest_concatenate_to_the_single_file(setup,
     model, folder, items, labels = setup
     single = str(tmp_path / "one.csv")
     assert run_cli("--model", model, "--images", folder, "--output", single, "--labels", labels,
-                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--chunk-size", "3", "--workers", "1") == 0
+                   "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1", "--chunk-size", "3", "--workers", "1") == 0
     out = str(tmp_path / "parts") + "/"
     args = ["--model", model, "--images", folder, "--output", out, "--format", "csv", "--labels", labels,
-            "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--set", "run.shard_rows=5", "--chunk-size", "3", "--workers", "1"]
+            "--set", "preprocess.mode=L",
+            "--set", "preprocess.std=1", "--set", "run.shard_rows=5", "--chunk-size", "3", "--workers", "1"]
     assert run_cli(*args) == 0
     manifest = json.load(open(out + "manifest.json"))
     assert [p["name"] for p in manifest["parts"]] == [f"part-0000{i}.csv" for i in range(4)]

@@ -23,7 +23,8 @@ def spec_for(path, batch=4, top_k=1, pre=None, **model):
 
 
 def run_cli(*args):
-    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", "--set", "preprocess.std=1", *args])
+    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", *args])
 
 
 @pytest.fixture

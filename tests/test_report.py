@@ -23,7 +23,8 @@ def finished_run(tmp_path, quadrant_images, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("q0\nq1\nq2\nq3\n")  # folder names are the class names
     out = str(tmp_path / "res.csv")
-    code = main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", "--set", "preprocess.std=1",
+    code = main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1",
                  "--model", tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb")), "--images", folder,
                  "--output", out, "--labels", str(labels), "--truth-from-folders", "--chunk-size", "5", "--report"])
     assert code == 0
@@ -92,7 +93,8 @@ def test_a_failing_plot_does_not_fail_the_run(tmp_path, quadrant_images, monkeyp
         raise RuntimeError("no fonts today")
     monkeypatch.setattr(reportmod, "write_report", broken)
     out = str(tmp_path / "r.csv")
-    assert main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--report",
+    assert main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", "--report",
                  "--model", tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb")), "--images", folder,
                  "--output", out]) == 0
     captured = capsys.readouterr()

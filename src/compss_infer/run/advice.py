@@ -16,6 +16,9 @@ from ..core.specs import PreprocessSpec, RunConfig
 from ..images.ranges import fed_range, fits, mean_std_for, short
 
 RAW_PIXELS = "--set preprocess.mean=0 --set preprocess.std=1"
+_SET_THEM = (f"set them to what the model was trained on, e.g. --set preprocess.std=255 for 0..1 or --set "
+             f"preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare raw 0..255 pixels on purpose "
+             f"with {RAW_PIXELS} (or write a model card)")
 PATH_GRAPH_IGNORES = ("size", "mode", "resize", "crop", "mean", "std")  # Pillow-side keys a path graph never sees
 
 
@@ -66,11 +69,6 @@ def check_preprocessing(cfg: RunConfig, info: ModelInfo) -> None:
         return  # raw uint8 pixels are the only thing such an input takes (mean/std are refused for it)
     raise ConfigError(f"no model card, config or flag sets preprocess.mean/std for the float input "
                       f"{info.input_name}: {_SET_THEM}")
-
-
-_SET_THEM = (f"set them to what the model was trained on, e.g. --set preprocess.std=255 for 0..1 or --set "
-             f"preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare raw 0..255 pixels on purpose "
-             f"with {RAW_PIXELS} (or write a model card)")
 
 
 def check_quantize_source(cfg: RunConfig) -> None:

@@ -54,6 +54,7 @@ class FolderTruth:
         self._ids = {name: found[0] for name, found in ids.items()}
         # folder names that could mean two classes: a label on two lines, or a label that is another class's id
         self.ambiguous: dict[str, list[int]] = {name: found for name, found in ids.items() if len(found) > 1}
+        self._twice = set(self.ambiguous)
         for name, found in ids.items():
             if name.isascii() and name.isdigit() and len(found) == 1 and int(name) != found[0]:
                 self.ambiguous[name] = [found[0], int(name)]
@@ -74,15 +75,15 @@ class FolderTruth:
         parts = []
         for name in found[:3]:
             ids = self.ambiguous[name]
-            if len(ids) == 2 and str(ids[1]) == name and self._ids.get(name) == ids[0]:
-                parts.append(f"{name!r} is the label of class {ids[0]} and also class id {ids[1]}")
-            else:
+            if name in self._twice:
                 parts.append(f"{name!r} is the label of classes {' and '.join(str(i) for i in ids)}")
+            else:
+                parts.append(f"{name!r} is the label of class {ids[0]} and also class id {ids[1]}")
         more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
-        example = self.ambiguous[found[0]][0]
+        twice = [name for name in found if name in self._twice]
+        rename = f"name such folders by class id (e.g. {twice[0]}/ -> {self.ambiguous[twice[0]][0]}/) or " if twice else ""
         raise ConfigError(f"--truth-from-folders: folder names that name two classes: {'; '.join(parts)}{more}; "
-                          f"name such folders by class id (e.g. {found[0]}/ -> {example}/) or give --truth "
-                          f"CSV with path,class_id")
+                          f"{rename}give --truth CSV with path,class_id")
 
     def _lookup(self, name: str) -> int | None:
         if name in self._ids:
