@@ -2,8 +2,9 @@
 
 Reads what a finished run left beside its results file ``OUT``: ``OUT.summary.json`` and
 ``OUT.tasks.csv`` (one line per chunk: where and when it ran).  Writes, beside ``OUT``:
-``OUT.timeline.png``, ``OUT.throughput.png``, ``OUT.confusion.png`` (when truth was known) and
-``OUT.report.html``, which embeds the images as data URIs so it can be mailed or archived alone.
+``OUT.timeline.png``, ``OUT.throughput.png``, ``OUT.confusion.png`` (when truth was known, up to 30
+classes) and ``OUT.report.html``, which embeds the images as data URIs so it can be mailed or archived
+alone, and lists what to act on (review.py): failed images, misclassified ones, the top confusions.
 
 Plotting is an optional extra (``pip install 'compss-infer[report]'``): matplotlib is imported only
 here, inside functions, through its object API with the Agg canvas (no pyplot global state, no
