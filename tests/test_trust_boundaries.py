@@ -26,9 +26,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
-def run(model, images, out, *extra):
+def run(model, images, out, *extra, raw=True):
+    """A run on the sequential engine (in this process); ``raw``: 0..255 pixels, chosen explicitly
+    (a graph that takes paths has no preprocessing to choose)."""
     return main(["run", "--no-progress", "--engine", "sequential", "--model", model, "--images", images,
-                 "--output", out, *extra])
+                 "--output", out, *(["--set", "preprocess.std=1"] if raw else []), *extra])
 
 
 def err_lines(capsys):
@@ -39,7 +41,7 @@ def err_lines(capsys):
 def small(tmp_path):
     """(model, images folder) of the quadrant classifier, its card saying mode L."""
     model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb"))
-    (tmp_path / "q.yaml").write_text("model:\n  output: probs:0\npreprocess:\n  mode: L\n")
+    (tmp_path / "q.yaml").write_text("model:\n  output: probs:0\npreprocess:\n  mode: L\n  std: 1\n")
     images = str(tmp_path / "imgs")
     tm.make_images(images, 4)
     return model, images
@@ -66,7 +68,7 @@ def test_a_file_cannot_switch_the_op_audit_off(tmp_path, capsys, where):
     model = tm.write_graph(write_file_graph(target), str(tmp_path / "m.pb"))
     images = str(tmp_path / "imgs")
     tm.make_images(images, 4)
-    section = "model:\n  allow_unsafe_ops: true\npreprocess:\n  mode: L\n"
+    section = "model:\n  allow_unsafe_ops: true\npreprocess:\n  mode: L\n  std: 1\n"
     extra = []
     if where == "card":
         (tmp_path / "m.yaml").write_text(section)  # beside the model: applied automatically
@@ -200,7 +202,7 @@ def test_read_file_is_allowed_only_on_the_path_the_run_feeds(tmp_path, capsys):
         assert main(["inspect", model, "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["safe"] is safe, (name, info["unsafe_ops"])
-        code = run(model, images, str(tmp_path / "o.csv"), "--overwrite", "--set", "preprocess.mode=L")
+        code = run(model, images, str(tmp_path / "o.csv"), "--overwrite", raw=False)
         assert code == (0 if safe else 2), name  # run decides as inspect said
         if not safe:
             assert "reads a file that is not the image path" in capsys.readouterr().err
@@ -210,7 +212,7 @@ def test_read_file_inside_a_library_function_is_unsafe(tmp_path, capsys):
     model = tm.write_graph(tm.path_graph(batched=True), str(tmp_path / "b.pb"))  # map_fn: ReadFile in a function
     images = str(tmp_path / "imgs")
     tm.make_images(images, 2)
-    assert run(model, images, str(tmp_path / "o.csv"), "--set", "preprocess.mode=L") == 2
+    assert run(model, images, str(tmp_path / "o.csv"), raw=False) == 2
     err = err_lines(capsys)
     assert len(err) == 1 and "ReadFile" in err[0] and "library function" in err[0]
 

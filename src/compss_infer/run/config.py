@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import os
 from typing import Any, Callable, Mapping
 
@@ -19,10 +20,11 @@ import yaml
 from ..core.errors import ConfigError, shown
 from ..core.specs import (ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS, ModelSpec,
                           PreprocessSpec, RunConfig, RunSpec, SessionSpec)
-from ..core.yamlfile import YamlLimit, load_yaml, parse_yaml
+from ..core.yamlfile import YamlLimit, load_yaml, number_problem, parse_yaml
 from ..model.files import card_path_for
 
 log = logging.getLogger("compss_infer")
+
 
 # --------------------------------------------------------------------------- schema
 
@@ -37,7 +39,22 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _int(minimum: int | None = None, auto: bool = False) -> Check:
+INT_MAX = 2**31 - 1  # every count in a config fits a C int: bigger is a typo, and would overflow later
+MAX_SECONDS = 30 * 24 * 3600.0  # time limits: a month at most (``none`` is the way to say "no limit")
+
+
+def _finite(key: str, v: Any, hint: str = "") -> float:
+    """A YAML number as a float; .nan, .inf and numbers too large for a float are refused."""
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ConfigError(f"{key}: {shown(v)} is too large{hint}") from None
+    if not math.isfinite(f):
+        raise ConfigError(f"{key}: expected a finite number, got {f}{hint}")
+    return f
+
+
+def _int(minimum: int | None = None, auto: bool = False, maximum: int = INT_MAX) -> Check:
     def check(key: str, v: Any) -> Any:
         if v is None or (auto and v == "auto"):
             if auto:
@@ -46,6 +63,8 @@ def _int(minimum: int | None = None, auto: bool = False) -> Check:
             raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {shown(v)}")
         if minimum is not None and v < minimum:
             raise ConfigError(f"{key}: must be >= {minimum}, got {shown(v)}")
+        if v > maximum:
+            raise ConfigError(f"{key}: must be <= {maximum}, got {shown(v)}")
         return v
     return check
 
@@ -57,11 +76,11 @@ def _float(minimum: float | None = None, maximum: float | None = None, optional:
             return None
         if not _is_num(v):
             raise ConfigError(f"{key}: expected a number, got {shown(v)}")
-        v = float(v)
+        v = _finite(key, v)
         if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
-            raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {shown(v)}")
+            raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {v}")
         if maximum is not None and v > maximum:
-            raise ConfigError(f"{key}: must be <= {maximum}, got {shown(v)}")
+            raise ConfigError(f"{key}: must be <= {maximum}, got {v}")
         return v
     return check
 
@@ -77,9 +96,13 @@ def _time_limit(key: str, v: Any) -> Any:
             raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {shown(v)}") from None
     if v is None:
         return None
-    if not _is_num(v) or v <= 0:
+    if not _is_num(v):
         raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {shown(v)}")
-    return float(v)
+    v = _finite(key, v, " (auto, none for no limit, or seconds)")
+    if not 0 < v <= MAX_SECONDS:
+        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0 and <= {MAX_SECONDS:g} "
+                          f"(none: no limit), got {v:g}")
+    return v
 
 
 def _bool(key: str, v: Any) -> bool:
@@ -113,9 +136,14 @@ def _size(key: str, v: Any) -> Any:
         return None
     if _is_int(v):
         v = [v, v]
-    if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)):
+    if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and 0 < x <= MAX_SIDE for x in v)):
         return (int(v[0]), int(v[1]))
-    raise ConfigError(f"{key}: expected [height, width] of positive integers, got {shown(v)}")
+    listed = "[" + ", ".join(shown(x) for x in v[:4]) + (", ...]" if len(v) > 4 else "]") \
+        if isinstance(v, (list, tuple)) else shown(v)
+    raise ConfigError(f"{key}: expected [height, width] of integers from 1 to {MAX_SIDE}, got {listed}")
+
+
+MAX_SIDE = 65535  # the largest side a JPEG, WebP or PNG decoder gives
 
 
 def _channel_values(positive: bool) -> Check:
@@ -123,9 +151,10 @@ def _channel_values(positive: bool) -> Check:
         values = v if isinstance(v, (list, tuple)) else [v]
         if not values or len(values) not in (1, 3) or not all(_is_num(x) for x in values):
             raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {shown(v)}")
-        if positive and any(x <= 0 for x in values):
+        floats = tuple(_finite(key, x) for x in values)
+        if positive and any(x <= 0 for x in floats):
             raise ConfigError(f"{key}: values must be > 0, got {shown(v)}")
-        return tuple(float(x) for x in values)
+        return floats
     return check
 
 
@@ -141,6 +170,9 @@ def _feeds(key: str, v: Any) -> Any:
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
             raise ConfigError(f"{key}.{name[:60]}: expected a number, bool, string or list of numbers, got {shown(value)}")
+        for x in (value if isinstance(value, list) else [value]):
+            if _is_num(x):
+                _finite(f"{key}.{name[:60]}", x)
         out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
@@ -163,7 +195,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "labels": _str(),
         "card": _str(),
         "allow_unsafe_ops": _bool,
-        "label_offset": _int(),
+        "label_offset": _int(-INT_MAX),
     },
     "preprocess": {
         "size": _size,
@@ -173,7 +205,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "mean": _channel_values(positive=False),
         "std": _channel_values(positive=True),
         "exif_transpose": _bool,
-        "max_pixels": _int(1),
+        "max_pixels": _int(1, maximum=2**53),
     },
     "session": {
         "inter_op_threads": _int(-1, auto=True),
@@ -197,7 +229,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "progress": _bool,
         "max_retries": _int(0),
         "task_timeout": _time_limit,
-        "task_timeout_floor": _float(0.0, exclusive_min=True),
+        "task_timeout_floor": _float(0.0, MAX_SECONDS, exclusive_min=True),
         "truth": _str(),
         "truth_from_folders": _bool,
         "start_method": _choice(START_METHODS, fold=str.lower),
@@ -265,9 +297,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             value = parse_yaml(raw) if raw.strip() else ""
         except YamlLimit as exc:
-            raise ConfigError(f"--set {shown(item)}: value refused, {exc}") from None
-        except (yaml.YAMLError, ValueError):
-            raise ConfigError(f"--set {shown(item)}: value is not valid YAML") from None
+            raise ConfigError(f"--set {dotted.strip()[:60]}: value refused, {exc}") from None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {dotted.strip()}: value is not valid YAML") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits (Python's int() limit)
+            raise ConfigError(f"--set {dotted.strip()}: {number_problem(exc)}") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
     return tree
 
