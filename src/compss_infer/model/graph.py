@@ -83,8 +83,9 @@ def path_fed(gd: Any, path_input: str) -> Callable[[str], bool]:
     """Whether a tensor of the graph carries only the path fed to ``path_input`` (see oplist.PATH_CHAIN).
 
     The greatest fixed point over the graph (loops through Merge/NextIteration included): a chain
-    op is path-fed when every string input it has is path-fed or is the input itself.  Iterative,
-    so a graph of any depth is fine.
+    op is path-fed when every input that carries its string (PATH_CHAIN) is path-fed or is the
+    input itself; anything else (a Const, another placeholder, any other op) is not.  Iterative, so
+    a graph of any depth is fine.
     """
     source = _tensor_ref(path_input)
     content: dict[str, list[str]] = {}
