@@ -17,7 +17,7 @@ from ..core.errors import InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
-FORMATS_BY_EXTENSION = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS_BY_EXTENSION = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass
@@ -39,7 +39,7 @@ def format_for(output: str, explicit: str | None) -> str:
     ext = os.path.splitext(output)[1].lower()
     if ext in FORMATS_BY_EXTENSION:
         return FORMATS_BY_EXTENSION[ext]
-    raise InputError(f"--output {output}: cannot tell the format from the extension; use .csv/.jsonl or --format")
+    raise InputError(f"--output {output}: cannot tell the format from the extension; use .csv/.jsonl/.parquet or --format")
 
 
 def fmt_score(value: float | None) -> str:
