@@ -44,7 +44,7 @@ from .sources.shards import ShardPlan, check_part_names, index_all, iter_shard_c
 from .scheduler import Scheduler
 from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
-from .sizing import auto_chunk, auto_workers, visible_gpus
+from .sizing import MAX_CHUNK, MAX_SHARD_CHUNK, auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
 from .advice import unchosen_preprocessing
 
@@ -220,7 +220,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
         if fresh:
-            chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
+            chunk = r.chunk_size or auto_chunk(plan.count, workers, batch,
+                                               cap=MAX_SHARD_CHUNK if isinstance(plan, ShardPlan) else MAX_CHUNK)
             first_chunk = min(batch, chunk) if not r.chunk_size else chunk  # a given chunk size is kept as is
             journal.write_header({"fingerprint": fp, "fingerprint_parts": fp_parts, "chunk_size": chunk, "first_chunk": first_chunk,
                                   "plan_base": plan.base, "shards": isinstance(plan, ShardPlan),

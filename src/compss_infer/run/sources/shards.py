@@ -212,17 +212,25 @@ class IndexStore:
 
     def __init__(self, journal_dir: str):
         self.path = os.path.join(journal_dir, INDEX_FILE)
+        self._fh: Any = None
 
     def append(self, k: int, ix: ShardIndex) -> int:
+        """Append shard ``k``'s index; ``close`` makes the file durable (the run's header comes after it)."""
         meta = json.dumps({"damage": ix.damage}).encode()
         payload = struct.pack("<I", len(meta)) + meta + np.ascontiguousarray(ix.starts, "<i8").tobytes()
-        with open(self.path, "ab") as fh:
-            offset = fh.tell()
-            fh.write(_REC.pack(_MAGIC, k, ix.size, ix.mtime_ns, ix.count, zlib.crc32(payload)) +
-                     struct.pack("<Q", len(payload)) + payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        if self._fh is None:
+            self._fh = open(self.path, "ab")
+        offset = self._fh.tell()
+        self._fh.write(_REC.pack(_MAGIC, k, ix.size, ix.mtime_ns, ix.count, zlib.crc32(payload)) +
+                       struct.pack("<Q", len(payload)) + payload)
         return offset
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
 
     def scan(self) -> Iterator[tuple[int, int, int, int, int, list[str]]]:
         """(shard, offset, size, mtime_ns, samples, damage) of every intact record."""
@@ -242,12 +250,12 @@ class IndexStore:
                 (mlen,) = struct.unpack_from("<I", payload)
                 yield k, offset, size, mtime, count, json.loads(payload[4:4 + mlen])["damage"]
 
-    def starts(self, offset: int) -> np.ndarray:
-        with open(self.path, "rb") as fh:
-            fh.seek(offset)
-            head = fh.read(_REC.size + 8)
-            (plen,) = struct.unpack_from("<Q", head, _REC.size)
-            payload = fh.read(plen)
+    def starts(self, offset: int, fh: Any) -> np.ndarray:
+        """Shard start offsets of the record at ``offset``, read through ``fh`` (this file, opened once)."""
+        fh.seek(offset)
+        head = fh.read(_REC.size + 8)
+        (plen,) = struct.unpack_from("<Q", head, _REC.size)
+        payload = fh.read(plen)
         (mlen,) = struct.unpack_from("<I", payload)
         return np.frombuffer(payload, "<i8", offset=4 + mlen).astype(np.int64)
 
@@ -286,6 +294,7 @@ def index_all(plan: ShardPlan, engine: Any, journal_dir: str, window: int) -> No
             failed = ShardIndex(s.path, s.size, s.mtime_ns, np.zeros(1, np.int64), [f"could not be indexed ({text}): "
                                                                                    f"all its samples are lost"])
             done[k] = (store.append(k, failed), s.size, s.mtime_ns, 0, failed.damage)
+    store.close()
     base = 0
     for k, s in enumerate(plan.shards):
         off, _, _, count, damage = done[k]  # the plan's identity stays: a slice of a changed shard is refused
@@ -302,18 +311,19 @@ def iter_shard_chunks(plan: ShardPlan, journal_dir: str, chunk_size: int, covere
     store = IndexStore(journal_dir)
     covered = sorted(covered or [])
     leading = True
-    for s in plan.shards:
-        if s.count <= 0:
-            continue
-        starts = None
-        for a, b in chunk_bounds(s.count, chunk_size, first if leading else None):
-            for ga, gb in subtract(s.base + a, s.base + b, covered):
-                if starts is None:
-                    starts = store.starts(s.index_at)
-                i, j = ga - s.base, gb - s.base
-                yield Chunk(start=ga, paths=ShardSlice(s.path, s.listed, s.size, s.mtime_ns, i, starts[i:j + 1],
-                                                       want_cls))
-        leading = False
+    with open(store.path, "rb") as fh:
+        for s in plan.shards:
+            if s.count <= 0:
+                continue
+            starts = None
+            for a, b in chunk_bounds(s.count, chunk_size, first if leading else None):
+                for ga, gb in subtract(s.base + a, s.base + b, covered):
+                    if starts is None:
+                        starts = store.starts(s.index_at, fh)
+                    i, j = ga - s.base, gb - s.base
+                    yield Chunk(start=ga, paths=ShardSlice(s.path, s.listed, s.size, s.mtime_ns, i,
+                                                           starts[i:j + 1], want_cls))
+            leading = False
 
 
 def check_part_names(plan: ShardPlan, fmt: str) -> None:
