@@ -57,9 +57,10 @@ def _answers(lens: np.ndarray, paths: list[str]) -> Any:
 
 def fake_classify(spec: Any, paths: Any) -> Any:
     """Answers from the name's length (files) or the sample number (shards); no reading, no decoding."""
-    from compss_infer.images.shards import ShardSlice
-    if isinstance(paths, ShardSlice):
-        listed = [f"{paths.listed_shard}/{paths.first + i:06d}.png" for i in range(len(paths))]
+    from compss_infer.images.shards import SHARD_REFS, ShardSlice
+    if isinstance(paths, SHARD_REFS):
+        parts = [paths] if isinstance(paths, ShardSlice) else paths.parts
+        listed = [f"{p.listed_shard}/{p.first + i:06d}.png" for p in parts for i in range(len(p))]
         result = _answers(np.fromiter((len(p) for p in listed), np.int64, len(listed)), listed)
         result.listed = listed
         return result
@@ -176,7 +177,7 @@ def real_images(n: int, size: int = 224, seed: int = 0) -> list[bytes]:
 
 def real_workload(n: int, per_shard: int, reps: int, workdir: str) -> dict[str, Any]:
     from . import workloads
-    wl = workloads.ensure("W2", os.path.join(tempfile.gettempdir(), "compss-infer-bench"))
+    wl = workloads.build("W2", os.path.join(tempfile.gettempdir(), "compss-infer-bench"), count=16)  # its model
     files = os.path.join(workdir, "real-files")
     shards = os.path.join(workdir, "real-shards")
     os.makedirs(files, exist_ok=True)
@@ -213,7 +214,8 @@ def real_workload(n: int, per_shard: int, reps: int, workdir: str) -> dict[str, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1_000_000)
-    ap.add_argument("--big", type=int, default=10_000_000, help="shards-only run: this many images in 1,000 shards")
+    ap.add_argument("--big", type=int, default=10_000_000,
+                    help="shards-only runs: this many images in 1,000 shards and in 10,000 shards")
     ap.add_argument("--real", type=int, default=1000, help="images of the real workload (0: skip it)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
@@ -228,7 +230,7 @@ def main() -> int:
     rows = []
     cases = [("files", args.images, 0), ("shards", args.images, 1000)]
     if args.big:
-        cases.append(("shards", args.big, 1000))
+        cases += [("shards", args.big, 1000), ("shards", args.big, 10000)]
     for kind, n, shards in cases:
         row = child(kind, n, shards, args.workdir, args.workers)
         rows.append(row)

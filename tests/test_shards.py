@@ -193,7 +193,9 @@ def test_parquet_is_typed_and_matches_the_csv(dataset, tmp_path):
 
 def test_shard_to_shard_parts_are_named_after_their_shards(dataset, tmp_path):
     go(dataset, "one.csv", shards="data")
-    s = go(dataset, "out/", shards="data", chunk_size=2, format="csv")
+    s = go(dataset, "out/", shards="data", chunk_size=12, format="csv")
+    with open("out/.tasks.csv", newline="") as fh:  # the first shard alone (first result soon), then two
+        assert sorted(int(t["count"]) for t in csv.DictReader(fh)) == [5, 10]  # whole shards in one task
     manifest = json.load(open("out/manifest.json"))
     assert [(p["name"], p["shard"], p["rows"]) for p in manifest["parts"]] == [
         (f"{k:05d}.csv", f"data/{k:05d}.tar", 5) for k in range(3)]

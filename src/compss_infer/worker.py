@@ -21,7 +21,7 @@ from .core.errors import CompssInferError
 from .model.outputcheck import batch_rows, check_outputs, error_text
 from .images.preprocess import Geometry, ImageError, check_header, decode, normalize
 from .images.readers import fetch
-from .images.shards import ShardSlice, read_slice
+from .images.shards import SHARD_REFS, ShardSlice, SliceList, read_refs
 
 
 class _Done:
@@ -96,7 +96,7 @@ def _infer_isolating(predictor, items, offsets, errors, kind):
     return pieces
 
 
-def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice) -> ChunkResult:
+def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceList) -> ChunkResult:
     """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's).
 
     ``paths`` may be a slice of a tar shard instead: its samples are found here (the master knows
@@ -105,8 +105,8 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice) -> Chunk
     started = time.time()
     predictor, loaded_now, info = _load(spec)
     listed = truth = None
-    if isinstance(paths, ShardSlice):
-        listed, paths, truth = read_slice(paths)
+    if isinstance(paths, SHARD_REFS):
+        listed, paths, truth = read_refs(paths)
         if info.takes_paths:  # the runner refuses this before any work; never feed a graph a member
             paths = [ImageError("UnsupportedInput", "this graph reads image files by path; a tar member "
                                 "has none")] * len(paths)

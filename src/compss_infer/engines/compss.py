@@ -164,7 +164,7 @@ class CompssEngine:
     # ------------------------------------------------------------------ tasks
     def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
         """Submit ``classify_chunk(spec, paths)`` as a COMPSs task (the only function it runs)."""
-        from ..images.shards import ShardSlice, index_shard
+        from ..images.shards import SHARD_REFS, ShardSlice, index_shard
         from ..worker import classify_chunk
         assert self._task is not None, "start() first"
         if fn is index_shard:  # a tar shard's index: no model, the shard staged when asked
@@ -175,18 +175,22 @@ class CompssEngine:
             raise ValueError("the compss engine runs compss_infer.worker.classify_chunk(spec, paths) only")
         spec, paths = args
         shard = paths.path if isinstance(paths, ShardSlice) else None
-        relative = next((p for p in ([shard] if shard else paths) if not os.path.isabs(p)), None)
+        names = [p.path for p in paths.parts] if isinstance(paths, SHARD_REFS) and not shard else [shard] if shard else paths
+        relative = next((p for p in names if not os.path.isabs(p)), None)
         if relative is not None:
             raise ValueError(f"COMPSs tasks run in a sandbox: image paths must be absolute, got {relative!r}")
         policy = self.clock.policy
         limit = self.clock.limit(len(paths))
         load = policy.load_allowance
-        if shard is not None and self.stage_shards:  # one FILE_IN per shard (and the model), never per image
+        if isinstance(paths, SHARD_REFS) and self.stage_shards:  # one FILE_IN per shard (and the model), never per image
+            if shard is None:
+                raise ValueError("with run.stage_shards a COMPSs task gets one shard's slice, not several")
             future = self._tasks.choose_shard_staged(self.device)(spec, paths, shard, self._model_path,
                                                                   limit or 0, load)
             self._futures.append((key, future, time.monotonic(), limit))
             return
-        task_args = (spec, paths if shard else list(paths)) + ((self._model_path,) if self.stage_model else ()) + \
+        task_args = (spec, paths if isinstance(paths, SHARD_REFS) else list(paths)) + \
+            ((self._model_path,) if self.stage_model else ()) + \
             (limit or 0, load)
         # Under runcompss: a future.  Without a runtime PyCOMPSs runs the task here and returns its value
         # (the task functions never raise), which compss_wait_on then passes through.

@@ -37,7 +37,7 @@ from pycompss.api.task import task
 
 from ..core.contracts import ChunkResult, WorkerSpec
 from ..core.errors import CompssInferError, RunAborted
-from ..images.shards import ShardSlice
+from ..images.shards import SHARD_REFS
 from .compss_env import TIME_OUT_ENV
 from ..worker import classify_chunk, warm_up
 from .base import failure_text
@@ -100,7 +100,7 @@ def supervise(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
         child = _child_for(spec)
         allowed = (limit + (0 if child.loaded else load)) if limit else None
         deadline = None if allowed is None else started + allowed
-        child.engine.submit(0, classify_chunk, spec, paths if isinstance(paths, ShardSlice) else list(paths))
+        child.engine.submit(0, classify_chunk, spec, paths if isinstance(paths, SHARD_REFS) else list(paths))
         while True:
             error = child.engine.startup_error()
             if error is not None:  # a model error is the same on every try; repeated crashes are not

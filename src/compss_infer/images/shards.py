@@ -204,6 +204,62 @@ class ShardSlice:
         return read_slice(self)[0]
 
 
+class SliceList:
+    """Consecutive samples of several shards in one chunk (whole small shards, so a task is not tiny)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[ShardSlice]):
+        self.parts = parts
+
+    def __getstate__(self) -> list[ShardSlice]:
+        return self.parts
+
+    def __setstate__(self, state: list[ShardSlice]) -> None:
+        self.parts = state
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, key: Any) -> "ShardSlice | SliceList":
+        if not isinstance(key, slice):
+            raise TypeError("a SliceList is split with sl[a:b]")
+        a, b, _ = key.indices(len(self))
+        out, pos = [], 0
+        for p in self.parts:
+            n = len(p)
+            lo, hi = max(a - pos, 0), min(b - pos, n)
+            if lo < hi:
+                out.append(p[lo:hi])
+            pos += n
+        return out[0] if len(out) == 1 else SliceList(out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SliceList) and self.parts == other.parts
+
+    def listed(self) -> list[str]:
+        return [x for p in self.parts for x in p.listed()]
+
+
+SHARD_REFS = (ShardSlice, SliceList)
+
+
+def read_refs(refs: ShardSlice | SliceList) -> tuple[list[str], list[Any], np.ndarray | None]:
+    """``read_slice`` of one slice, or of each slice of a SliceList, joined."""
+    if isinstance(refs, ShardSlice):
+        return read_slice(refs)
+    listed: list[str] = []
+    sources: list[Any] = []
+    cls: list[np.ndarray] = []
+    for part in refs.parts:
+        a, b, c = read_slice(part)
+        listed += a
+        sources += b
+        if c is not None:
+            cls.append(c)
+    return listed, sources, (np.concatenate(cls) if cls else None)
+
+
 def _bad_slice(sl: ShardSlice, text: str) -> tuple[list[str], list[Any], np.ndarray | None]:
     n = len(sl)
     listed = [f"{sl.listed_shard}/#{sl.first + i}" for i in range(n)]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.contracts import ChunkResult
-from ..images.shards import ShardSlice
+from ..images.shards import SHARD_REFS, ShardSlice, SliceList
 from .inputs import Lines
 from .labels import label_for
 from .results import WRITERS, Row
@@ -135,10 +135,10 @@ def row_ends(rows: bytes, count: int, ends: list[int] | None) -> np.ndarray:
 
 
 def classify_rows(classify: Callable[[Any, Any], ChunkResult], spec: Any, rf: RowFormat,
-                  refs: Lines | ShardSlice) -> ChunkRows:
+                  refs: Lines | ShardSlice | SliceList) -> ChunkRows:
     """The worker-side task: plan lines (or a slice of a tar shard) in, formatted rows out."""
     n = len(refs)
-    if isinstance(refs, ShardSlice):
+    if isinstance(refs, SHARD_REFS):
         result = classify(spec, refs)
         listed = result.listed if isinstance(result, ChunkResult) else None
     else:

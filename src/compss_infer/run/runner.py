@@ -247,7 +247,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window, row_format,
                               on_record=parts.record if parts is not None else None)
         if isinstance(plan, ShardPlan):
-            chunks = iter_shard_chunks(plan, journal.dir, chunk, covered, first_chunk, want_cls=truth is CLS_TRUTH)
+            chunks = iter_shard_chunks(plan, journal.dir, chunk, covered, first_chunk, want_cls=truth is CLS_TRUTH,
+                                       span=not r.stage_shards)  # a staged task gets one shard (one FILE_IN)
         else:
             chunks = iter_chunks(plan, chunk, covered, first_chunk)
         try:

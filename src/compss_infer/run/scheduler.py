@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.contracts import ChunkResult, WorkerSpec
 from ..engines.base import Engine
-from ..images.shards import ShardSlice
+from ..images.shards import SHARD_REFS
 from .inputs import Chunk, Lines
 from .journal import Journal, Record
 from .progress import Progress
@@ -95,9 +95,9 @@ class Scheduler:
         key = self._next_key
         self._next_key += 1
         self._inflight[key] = task
-        if isinstance(task.paths, (Lines, ShardSlice)) and self.rows_in_worker:
+        if isinstance(task.paths, (Lines, *SHARD_REFS)) and self.rows_in_worker:
             self.engine.submit(key, classify_rows, self.task_fn, self.spec, self.row_format, task.paths)
-        elif isinstance(task.paths, ShardSlice):  # COMPSs: a task gets the shard slice itself
+        elif isinstance(task.paths, SHARD_REFS):  # COMPSs: a task gets the shard slice itself
             self.engine.submit(key, self.task_fn, self.spec, task.paths)
         else:
             self.engine.submit(key, self.task_fn, self.spec, list(task.paths))
@@ -120,7 +120,7 @@ class Scheduler:
                 task = self._inflight.pop(outcome.key)
                 value = outcome.value
                 if outcome.failure is None and isinstance(value, ChunkResult) and len(value) == len(task.paths):
-                    listed = value.listed if isinstance(task.paths, ShardSlice) else self._listed(task)
+                    listed = value.listed if isinstance(task.paths, SHARD_REFS) else self._listed(task)
                     value = format_chunk(value, listed or [], self.row_format)
                 if outcome.failure is None and isinstance(value, ChunkRows) and value.count == len(task.paths):
                     self._record(task, value)
@@ -143,7 +143,7 @@ class Scheduler:
 
     @staticmethod
     def _listed(task: Task) -> list[str]:
-        return task.paths.listed() if isinstance(task.paths, (Lines, ShardSlice)) else list(task.paths)
+        return task.paths.listed() if isinstance(task.paths, (Lines, *SHARD_REFS)) else list(task.paths)
 
     def _record(self, task: Task, result: ChunkRows) -> None:
         offset = self.journal.append(Record.from_rows(task.start, result, task.attempts + 1))

@@ -107,7 +107,7 @@ class ShardParts:
         self.shards = shards
         self._bases = [base for _, base, _ in shards]
         self._left = [n for _, _, n in shards]
-        self._records: dict[int, dict[int, list[int]]] = {}  # shard -> start -> journal offsets
+        self._records: dict[int, dict[int, list[int]]] = {}  # shard -> record start -> journal offsets
         self._written: dict[int, dict[str, Any]] = {}
         self._read_at, self._row_ends = read_at, row_ends
         names = [part_name(listed, fmt) for listed, _, _ in shards]
@@ -119,11 +119,16 @@ class ShardParts:
 
     def record(self, start: int, count: int, offset: int, write: bool = True) -> None:
         """A record of ``count`` rows from ``start`` was journaled at ``offset``; write its shard's part if complete."""
-        k = self._shard_of(start)
-        self._records.setdefault(k, {}).setdefault(start, []).append(offset)
-        self._left[k] -= count
-        if self._left[k] == 0 and write:
-            self._write(k)
+        pos, end = start, start + count
+        while pos < end:  # a record may hold several small shards (a SliceList chunk)
+            k = self._shard_of(pos)
+            _, base, n = self.shards[k]
+            stop = min(end, base + n)
+            self._records.setdefault(k, {}).setdefault(start, []).append(offset)
+            self._left[k] -= stop - pos
+            if self._left[k] == 0 and write:
+                self._write(k)
+            pos = stop
 
     def preload(self, records: list[tuple[int, int, int]]) -> None:
         """(start, count, offset) of the records an interrupted run left: their parts are written at ``close``."""
@@ -134,19 +139,33 @@ class ShardParts:
         listed, base, n = self.shards[k]
         records = self._records.pop(k, {})
         sink = FileSink(os.path.join(self.folder, self.names[k]), self.fmt, self.top_k)
+        starts = sorted(records)
         try:
             pos = base
             while pos < base + n:
-                rec = next((r for r in map(self._read_at, records.get(pos, [])) if r is not None), None)
-                if rec is None:
+                i = bisect.bisect_right(starts, pos) - 1  # the record holding row ``pos``
+                rec = None if i < 0 else next((r for r in map(self._read_at, records[starts[i]]) if r is not None), None)
+                if rec is None or rec.start + rec.count <= pos:
                     raise OSError(f"the journal record for row {pos} ({listed}) cannot be read back")
-                sink.write(rec.rows, rec.count, self._row_ends(rec))
-                pos += rec.count
+                a, b = pos - rec.start, min(rec.count, base + n - rec.start)
+                self._write_rows(sink, rec, a, b)
+                pos = rec.start + b
         except BaseException:
             sink.abort()
             raise
         sink.close()
         self._written[k] = {"name": self.names[k], "shard": listed, "rows": sink.rows, "bytes": sink.bytes}
+
+    def _write_rows(self, sink: FileSink, rec: Any, a: int, b: int) -> None:
+        """Rows ``a`` .. ``b`` of a journal record (all of them, unless it also holds other shards)."""
+        if (a, b) == (0, rec.count):
+            sink.write(rec.rows, rec.count)
+        elif self.fmt == "parquet":
+            from .parquet import decode_rows
+            sink.write_table(decode_rows(rec.rows).slice(a, b - a))
+        else:
+            ends = self._row_ends(rec)
+            sink.write(rec.rows[int(ends[a - 1]) if a else 0:int(ends[b - 1])], b - a)
 
     def close(self, images: int) -> str:
         """Write the parts not written yet (shards finished before a resume, empty shards), then the manifest."""

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ...core.errors import ConfigError, InputError
-from ...images.shards import ShardIndex, ShardSlice, index_shard
+from ...images.shards import ShardIndex, ShardSlice, SliceList, index_shard
 from ..inputs import Chunk, chunk_bounds, subtract
 
 log = logging.getLogger("compss_infer")
@@ -306,8 +306,32 @@ def index_all(plan: ShardPlan, engine: Any, journal_dir: str, window: int) -> No
 
 
 def iter_shard_chunks(plan: ShardPlan, journal_dir: str, chunk_size: int, covered: list[tuple[int, int]] | None = None,
-                      first: int | None = None, want_cls: bool = False) -> Iterator[Chunk]:
-    """Chunks in order, each within one shard (the first shard's start small), skipping ``covered`` ranges."""
+                      first: int | None = None, want_cls: bool = False, span: bool = True) -> Iterator[Chunk]:
+    """Chunks in order, skipping ``covered`` ranges: slices cut within each shard (the first shard's start
+    small), and with ``span`` consecutive whole small shards joined up to ``chunk_size`` samples (a
+    :class:`SliceList`), so 1,000-sample shards do not make 1,000-sample tasks."""
+    pending: list[Chunk] = []
+    size = 0
+    lead = first is not None  # the small first chunk (an early first result) stays alone
+    for c in _shard_pieces(plan, journal_dir, chunk_size, covered, first, want_cls):
+        n = len(c.paths)
+        if pending and (not span or lead or size + n > chunk_size or pending[-1].stop != c.start):
+            yield _joined(pending)
+            pending, size, lead = [], 0, False
+        pending.append(c)
+        size += n
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(pieces: list[Chunk]) -> Chunk:
+    if len(pieces) == 1:
+        return pieces[0]
+    return Chunk(start=pieces[0].start, paths=SliceList([p.paths for p in pieces]))
+
+
+def _shard_pieces(plan: ShardPlan, journal_dir: str, chunk_size: int, covered: list[tuple[int, int]] | None,
+                  first: int | None, want_cls: bool) -> Iterator[Chunk]:
     store = IndexStore(journal_dir)
     covered = sorted(covered or [])
     leading = True
