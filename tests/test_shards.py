@@ -235,3 +235,13 @@ def test_resume_after_a_kill_mid_shard_writes_the_same_bytes(tmp_path, monkeypat
     assert 0 < summary["resumed_with_done"] < 120
     for name in ("0.csv", "1.csv", "manifest.json"):
         assert open(f"out/{name}", "rb").read() == open(f"ref/{name}", "rb").read()
+
+
+def test_truth_csv_and_report_with_shards_and_parquet(dataset, tmp_path):
+    """--truth names rows as they are written (<shard>/<member>); the report reads the run back."""
+    with open("truth.csv", "w") as fh:
+        fh.write("path,class_id\n" + "".join(f"data/{i // 5:05d}.tar/{i:06d}.png,{i % 4}\n" for i in range(15)
+                                              if i != 3))
+    s = go(dataset, "t.parquet", shards="data", truth="truth.csv", report=True)
+    assert s.accuracy == 1.0 and s.data["accuracy"]["labelled"] == 14 and s.data["accuracy"]["images"] == 15
+    assert s.report and os.path.getsize(s.report) > 0

@@ -237,6 +237,10 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
             yield from read_rows(os.path.join(path, part["name"]))
         return
     fmt = format_for(path, None)
+    if fmt == "parquet":  # typed values, as JSONL gives them
+        import pyarrow.parquet as pq
+        yield from pq.read_table(path).to_pylist()
+        return
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         if fmt == "csv":
             yield from csv.DictReader(fh)

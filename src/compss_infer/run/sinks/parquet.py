@@ -105,7 +105,3 @@ class ParquetRows:
             self._flush(self._n)
         self._writer.close()
 
-
-def read_table(path: str) -> Any:
-    import pyarrow.parquet as pq
-    return pq.read_table(path)
