@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .master_scale import N_CLASSES, Parts, fake_warm_up, instrument, make_list
+from . import master_scale
+from .master_scale import Parts, fake_warm_up, instrument, make_list
 
 
 def fake_index(path: str, planned_size: int | None = None) -> Any:
@@ -43,28 +43,17 @@ def fake_index(path: str, planned_size: int | None = None) -> Any:
     return ShardIndex(path, st.st_size, st.st_mtime_ns, np.arange(n + 1, dtype=np.int64) * 1024, [])
 
 
-def _answers(lens: np.ndarray, paths: list[str]) -> Any:
-    from compss_infer.core.contracts import ChunkResult, TaskTiming
-    ids = lens % N_CLASSES
-    scores = ((lens % 1000) / 1000.0).astype(np.float32)
-    errors = {i: "DecodeError: simulated" for i, p in enumerate(paths) if p.endswith("7.png")}
-    for i in errors:
-        ids[i], scores[i] = -1, np.nan
-    now = time.time()
-    return ChunkResult(class_ids=ids, scores=scores, errors=errors,
-                       timing=TaskTiming("sim", os.getpid(), now, now, 0.0, 0.0, 0.0, "sim"))
-
-
 def fake_classify(spec: Any, paths: Any) -> Any:
-    """Answers from the name's length (files) or the sample number (shards); no reading, no decoding."""
+    """``master_scale.fake_classify`` (answers from the name's length), for shard slices too: their
+    samples are named from their numbers (no tar is read, no image decoded)."""
     from compss_infer.images.shards import SHARD_REFS, ShardSlice
-    if isinstance(paths, SHARD_REFS):
-        parts = [paths] if isinstance(paths, ShardSlice) else paths.parts
-        listed = [f"{p.listed_shard}/{p.first + i:06d}.png" for p in parts for i in range(len(p))]
-        result = _answers(np.fromiter((len(p) for p in listed), np.int64, len(listed)), listed)
-        result.listed = listed
-        return result
-    return _answers(np.fromiter((len(p) for p in paths), np.int64, len(paths)), list(paths))
+    if not isinstance(paths, SHARD_REFS):
+        return master_scale.fake_classify(spec, paths)
+    parts = [paths] if isinstance(paths, ShardSlice) else paths.parts
+    listed = [f"{p.listed_shard}/{p.first + i:06d}.png" for p in parts for i in range(len(p))]
+    result = master_scale.fake_classify(spec, listed)
+    result.listed = listed
+    return result
 
 
 def make_shards(folder: str, shards: int, per_shard: int) -> str:
@@ -125,12 +114,8 @@ def run_simulated(kind: str, n: int, shards: int, workdir: str, workers: int) ->
             first.append(time.monotonic())
         submit(self, task)
     runner.Scheduler._submit = timed_submit
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
-    summary = runner.run(cfg, started=t0)
-    wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    summary, cpu, wall, peak_mb = master_scale.measured_run(runner, cfg)
     size = os.path.getsize(out)
     for p in (out, out + ".summary.json", out + ".tasks.csv"):
         os.unlink(p)
@@ -141,7 +126,7 @@ def run_simulated(kind: str, n: int, shards: int, workdir: str, workers: int) ->
     return {"input": kind, "images": n, "shards": shards if kind == "shards" else None,
             "master_cpu_s": round(cpu, 3), "master_cpu_us_per_image": round(cpu / n * 1e6, 3),
             "planning_s": round(sum(walls.values()), 3), "first_chunk_s": round(first[0] - t0, 2) if first else None,
-            "peak_master_rss_mb": round(r1.ru_maxrss / 1024, 1), "wall_s": round(wall, 2), "results_bytes": size,
+            "peak_master_rss_mb": peak_mb, "wall_s": round(wall, 2), "results_bytes": size,
             "failed": summary.failed,
             "parts_us_per_image": {k: round(v / n * 1e6, 3) for k, v in sorted(parts.cpu.items(), key=lambda kv: -kv[1])}}
 
