@@ -72,8 +72,9 @@ def dataset(tmp_path, monkeypatch):
 
 
 def flags(model, output, **run_opts):
+    """In-process (sequential) unless a test asks for real worker processes (engine="local")."""
     return {"model": {"path": model}, "preprocess": {"mode": "L"},
-            "run": {"output": output, "progress": False, "workers": 1, **run_opts}}
+            "run": {"output": output, "progress": False, "workers": 1, "engine": "sequential", **run_opts}}
 
 
 def go(model, output, labels=None, **run_opts):
@@ -96,7 +97,8 @@ def test_shards_give_the_rows_of_the_same_images_as_files(dataset, tmp_path):
     """Brace pattern, folder and list file: one order (shard by shard, sample order), paths
     <shard as given>/<member>, the same answers as the files; extra members ignored; .cls truth."""
     files = go(dataset, "files.csv", images="files", chunk_size=4)
-    shards = go(dataset, "shards.csv", shards="data/{00000..00002}.tar", chunk_size=2, truth_from="cls")
+    shards = go(dataset, "shards.csv", shards="data/{00000..00002}.tar", chunk_size=2, truth_from="cls",
+                engine="local")  # shard slices through real worker processes
     want = read_csv("files.csv")
     got = read_csv("shards.csv")
     assert [r["path"] for r in got] == [f"data/{i // 5:05d}.tar/{i:06d}.png" for i in range(15)]
@@ -129,7 +131,7 @@ def test_bad_shards_give_error_rows_and_summary_lines_never_a_crash(dataset, tmp
         fh.write(broken)
     write_tar("bad/noend.tar", good, end=False)
     os.unlink("bad/x.tar")
-    s = go(dataset, "bad.csv", shards="bad", engine="sequential")
+    s = go(dataset, "bad.csv", shards="bad")
     rows = {r["path"]: r for r in read_csv("bad.csv")}
     assert s.exit_code == 1
     assert rows["bad/corrupt.tar/000001.png"]["error"].startswith("DecodeError:")
@@ -182,6 +184,9 @@ def test_parquet_is_typed_and_matches_the_csv(dataset, tmp_path):
         assert (g["error"] or "") == w["error"] and (g["label"] or "") == w["label"]
         assert g["topk_ids"] == ([int(x) for x in w["topk_ids"].split()] if w["topk_ids"] else None)
     assert got[1]["class_id"] is None and got[1]["error"].startswith("UnsupportedFormat")
+    # other chunk boundaries (as after a resume): the same bytes (row groups do not follow the chunks)
+    go(dataset, "r2.parquet", shards="bad", top_k=2, labels="labels.txt", chunk_size=1)
+    assert open("r2.parquet", "rb").read() == open("r.parquet", "rb").read()
     # file inputs: Parquet in one file and in parts of N rows, the same rows
     go(dataset, "files.parquet", images="files")
     go(dataset, "parts/", images="files", shard_rows=4, format="parquet")
@@ -193,7 +198,7 @@ def test_parquet_is_typed_and_matches_the_csv(dataset, tmp_path):
 
 def test_shard_to_shard_parts_are_named_after_their_shards(dataset, tmp_path):
     go(dataset, "one.csv", shards="data")
-    s = go(dataset, "out/", shards="data", chunk_size=12, format="csv")
+    s = go(dataset, "out/", shards="data", chunk_size=12, format="csv", engine="local")
     with open("out/.tasks.csv", newline="") as fh:  # the first shard alone (first result soon), then two
         assert sorted(int(t["count"]) for t in csv.DictReader(fh)) == [5, 10]  # whole shards in one task
     manifest = json.load(open("out/manifest.json"))
@@ -220,7 +225,7 @@ def test_resume_after_a_kill_mid_shard_writes_the_same_bytes(tmp_path, monkeypat
     for s in range(2):
         write_tar(f"data/{s}.tar", [m for i in range(s * 60, s * 60 + 60) for m in sample(i, extra=False)])
     model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "quad.pb"))
-    assert start_cli(model, "--shards", "data", "--output", "ref/", "--format", "csv").wait(120) == 0
+    go(model, "ref/", shards="data", format="csv", chunk_size=3)  # in-process: the same bytes as any engine
     proc = start_cli(model, "--shards", "data", "--output", "out/", "--format", "csv")
     deadline = time.monotonic() + 120
     while not os.path.exists("out/0.csv"):  # the first shard's part is written as it finishes

@@ -175,7 +175,10 @@ class CompssEngine:
             raise ValueError("the compss engine runs compss_infer.worker.classify_chunk(spec, paths) only")
         spec, paths = args
         shard = paths.path if isinstance(paths, ShardSlice) else None
-        names = [p.path for p in paths.parts] if isinstance(paths, SHARD_REFS) and not shard else [shard] if shard else paths
+        if isinstance(paths, SHARD_REFS):  # a shard slice (or several): the shards' paths
+            names = [shard] if shard else [p.path for p in paths.parts]
+        else:
+            names = paths
         relative = next((p for p in names if not os.path.isabs(p)), None)
         if relative is not None:
             raise ValueError(f"COMPSs tasks run in a sandbox: image paths must be absolute, got {relative!r}")
