@@ -250,3 +250,17 @@ def test_truth_csv_and_report_with_shards_and_parquet(dataset, tmp_path):
     s = go(dataset, "t.parquet", shards="data", truth="truth.csv", report=True)
     assert s.accuracy == 1.0 and s.data["accuracy"]["labelled"] == 14 and s.data["accuracy"]["images"] == 15
     assert s.report and os.path.getsize(s.report) > 0
+
+
+def test_a_fresh_start_drops_an_interrupted_runs_shard_index(tmp_path):
+    """--overwrite over an interrupted run's journal must not reuse its shard offsets (index.bin)."""
+    from compss_infer.run.journal import Journal
+    from compss_infer.run.sources.shards import INDEX_FILE
+    j = Journal(str(tmp_path / "out.csv"))
+    j.create()
+    with open(os.path.join(j.dir, INDEX_FILE), "wb") as fh:
+        fh.write(b"an earlier run's index")
+    j.close()
+    j.create()
+    assert not os.path.exists(os.path.join(j.dir, INDEX_FILE))
+    j.remove()

@@ -166,7 +166,7 @@ class Journal:
         """Start a fresh journal (removing a stale one the caller decided to discard)."""
         if os.path.isdir(self.dir):
             self._lock()
-            for name in ("header.json", "plan.jsonl", "chunks.jsonl", "plan.txt", "chunks.bin"):
+            for name in ("header.json", "plan.jsonl", "chunks.jsonl", "plan.txt", "chunks.bin", "index.bin"):
                 p = os.path.join(self.dir, name)
                 if os.path.exists(p):
                     os.unlink(p)
