@@ -111,6 +111,11 @@ def test_shards_give_the_rows_of_the_same_images_as_files(dataset, tmp_path):
     go(dataset, "folder.csv", shards="data")
     go(dataset, "list.csv", shards="list.txt")
     assert open("folder.csv", "rb").read() == open("list.csv", "rb").read() == open("shards.csv", "rb").read()
+    os.makedirs("lists")  # a list elsewhere: its lines are found against its folder, and shown as written
+    with open("lists/l.txt", "w") as fh:
+        fh.write("../data/00001.tar\n")
+    go(dataset, "elsewhere.csv", shards="lists/l.txt")
+    assert [r["path"] for r in read_csv("elsewhere.csv")] == [f"../data/00001.tar/{i:06d}.png" for i in range(5, 10)]
 
 
 def test_bad_shards_give_error_rows_and_summary_lines_never_a_crash(dataset, tmp_path):

@@ -42,7 +42,7 @@ def check_inputs(cfg: RunConfig) -> None:
     if r.shards:  # each shard must be there (listing is per shard: cheap)
         from .sources.shards import listed_shards
         base = r.shards_base or os.getcwd()
-        missing = [x for x in listed_shards(r.shards, base) if not os.path.exists(os.path.join(base, x))]
+        missing = [x for x, found in listed_shards(r.shards, base) if not os.path.exists(os.path.join(base, found))]
         if missing:
             raise InputError(f"--shards {r.shards}: shard not found: {missing[0]}"
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))

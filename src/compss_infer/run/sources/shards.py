@@ -68,11 +68,14 @@ def _refuse_compressed(shard: str, how: str) -> InputError:
                       f"(gunzip keeps a plain .tar)")
 
 
-def listed_shards(spec: str, base: str) -> list[str]:
-    """The shards of SPEC as the user wrote them, in order (paths relative to ``base`` stay relative)."""
+def listed_shards(spec: str, base: str) -> list[tuple[str, str]]:
+    """(as the user wrote it, where it is relative to ``base`` or absolute) of each shard of SPEC, in order.
+
+    A list file's lines are shown as written, like ``--image-list``'s, and found against the list's folder.
+    """
     where = spec if os.path.isabs(spec) else os.path.join(base, spec)
     if "{" in spec:
-        return expand_braces(spec)
+        return [(x, x) for x in expand_braces(spec)]
     if os.path.isdir(where):
         names = sorted(os.listdir(where))
         packed = [n for n in names if _compressed_name(n)]
@@ -82,18 +85,18 @@ def listed_shards(spec: str, base: str) -> list[str]:
         shards = [os.path.join(spec, n) for n in names if n.lower().endswith(".tar")]
         if not shards:
             raise InputError(f"--shards {spec}: the folder holds no .tar files")
-        return shards
+        return [(x, x) for x in shards]
     if _compressed_name(spec):
         raise _refuse_compressed(spec, "compressed (by its name)")
     if spec.lower().endswith(".tar"):
-        return [spec]
+        return [(spec, spec)]
     if not os.path.exists(where):
         raise InputError(f"--shards {spec}: not found (a brace pattern, a folder of .tar files, a .tar file or a "
                          f"list file)")
     return _read_shard_list(spec, where)
 
 
-def _read_shard_list(spec: str, where: str) -> list[str]:
+def _read_shard_list(spec: str, where: str) -> list[tuple[str, str]]:
     try:
         with open(where, "rb") as fh:
             data = fh.read()
@@ -113,7 +116,7 @@ def _read_shard_list(spec: str, where: str) -> list[str]:
     for line in text.split("\n"):
         line = line.rstrip("\r")
         if line.strip() and not line.startswith("#"):
-            out.append(line if os.path.isabs(line) or not folder else os.path.join(folder, line))
+            out.append((line, line if os.path.isabs(line) or not folder else os.path.join(folder, line)))
     if not out:
         raise InputError(f"--shards {spec}: the list names no shards")
     return out
@@ -175,8 +178,8 @@ def plan_shards(spec: str, base: str, plan_path: str) -> ShardPlan:
     """Check every shard (refusing missing, unreadable or compressed ones before any work) and write the plan."""
     shards: list[Shard] = []
     refused: dict[str, list[str]] = {}
-    for listed in listed_shards(spec, base):
-        path = os.path.normpath(listed if os.path.isabs(listed) else os.path.join(base, listed))
+    for listed, found in listed_shards(spec, base):
+        path = os.path.normpath(os.path.join(base, found))
         checked = _check_shard(listed, path)
         if isinstance(checked, str):
             refused.setdefault(checked, []).append(listed)
