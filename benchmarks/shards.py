@@ -82,7 +82,7 @@ def run_simulated(kind: str, n: int, shards: int, workdir: str, workers: int) ->
         inp = make_shards(os.path.join(workdir, f"shards-{n}"), shards, n // shards)
         given = [f"run.shards={inp}"]
     cfg = build_config(None, sets=[f"model.path={model}", f"run.output={out}", "run.progress=false",
-                                   f"run.workers={workers}", "preprocess.mode=L", *given])  # default chunks
+                                   f"run.workers={workers}", "preprocess.mode=L", "preprocess.std=1", *given])  # default chunks
     runner.classify_chunk = fake_classify
     runner.warm_up = fake_warm_up
     source.index_shard = fake_index

@@ -149,7 +149,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceLi
                 try:
                     if isinstance(paths[i], ImageError):
                         raise paths[i]
-                    check_header(paths[i], spec.preprocess.max_pixels)
+                    check_header(paths[i], spec.preprocess.max_pixels, spec.preprocess.exif_transpose)
                     offsets.append(i)
                 except ImageError as exc:
                     errors[i] = exc.row_text()

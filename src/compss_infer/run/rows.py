@@ -54,22 +54,28 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
 
     Parquet rows are one Arrow record batch (IPC stream bytes) of typed columns instead of text.
     """
+    labels = rf.labels
+    ids = result.class_ids.tolist()
+    errors = dict(result.errors)
+    named = len(labels) + rf.label_offset if labels else None  # class ids the labels file names
+    if named is not None:
+        for j in range(len(listed)):
+            if j not in errors and ids[j] >= named:  # the backstop when the class count is unknown
+                err = f"InferenceError: class id {ids[j]} has no line in the labels file ({len(labels)} lines"
+                errors[j] = err + (f", model.label_offset={rf.label_offset})" if rf.label_offset else ")")
     class_ids = result.class_ids.astype(np.int32)
-    if result.errors:
-        class_ids[list(result.errors)] = -1
+    if errors:
+        class_ids[list(errors)] = -1
     topk_ids = None if result.topk_ids is None else result.topk_ids.astype(np.int32)
     if rf.fmt == "parquet":
         from .sinks.parquet import encode_rows
-        return ChunkRows(count=len(listed), rows=encode_rows(result, listed, rf), class_ids=class_ids,
-                         topk_ids=topk_ids, errors=dict(result.errors), timing=result.timing, truth=result.truth)
+        return ChunkRows(count=len(listed), rows=encode_rows(result, listed, rf, errors), class_ids=class_ids,
+                         topk_ids=topk_ids, errors=errors, timing=result.timing, truth=result.truth)
     buf = io.StringIO()
     writer = WRITERS[rf.fmt](buf, rf.top_k, header=False)
-    labels = rf.labels
-    ids = result.class_ids.tolist()
     scores = result.scores.tolist() if result.scores is not None else None
     topk = result.topk_ids.tolist() if result.topk_ids is not None else None
     topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
-    errors = result.errors
     for j, path in enumerate(listed):
         err = errors.get(j) if errors else None
         if err is not None:

@@ -41,11 +41,10 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def encode_rows(result: Any, listed: Sequence[str], rf: Any) -> bytes:
-    """A chunk's rows (``contracts.ChunkResult`` for ``listed``) as Arrow IPC stream bytes."""
+def encode_rows(result: Any, listed: Sequence[str], rf: Any, errors: dict[int, str]) -> bytes:
+    """A chunk's rows (``contracts.ChunkResult`` for ``listed``; ``errors``: its error rows) as Arrow IPC bytes."""
     pa = _pa()
     n = len(listed)
-    errors = result.errors or {}
     failed = np.zeros(n, bool)
     failed[list(errors)] = True
     ids = result.class_ids.astype(np.int64)
