@@ -83,6 +83,7 @@ class ChunkResult:
     topk_scores: np.ndarray | None = None  # (n, k) float32
     errors: dict[int, str] = field(default_factory=dict)  # offset in chunk -> "Kind: reason"
     timing: TaskTiming | None = None
+    notes: dict[int, str] = field(default_factory=dict)  # offset -> note on a classified row (a tied top score)
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])

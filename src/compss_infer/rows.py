@@ -57,6 +57,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     topk = result.topk_ids.tolist() if result.topk_ids is not None else None
     topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
     errors = result.errors
+    notes = getattr(result, "notes", None) or {}
     for j, path in enumerate(listed):
         err = errors.get(j) if errors else None
         if err is not None:
@@ -68,7 +69,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
         if topk_scores is not None:
             tks = [None if v != v else v for v in topk_scores[j]]
         writer.write(Row(path, cid, None if score is None or score != score else score,
-                         label_for(cid, labels, rf.label_offset), None,
+                         label_for(cid, labels, rf.label_offset), notes.get(j),
                          topk[j] if topk is not None else None, tks))
     class_ids = result.class_ids.astype(np.int32)
     if errors:

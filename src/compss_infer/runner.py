@@ -30,6 +30,7 @@ from .errors import (CompssInferError, ConfigError, InputError, ModelError, RunA
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .model.identity import model_identity, ranges_by_id, sha256_file
+from .model.quantcheck import card_check, card_check_line
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
@@ -400,6 +401,9 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
             warnings.append(line)
         log.info("%s", scorer.coverage())
     exit_code = 0 if counts["failed"] == 0 else 1
+    checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
+    if checked:
+        log.info("model card: %s", card_check_line(checked))
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,
@@ -422,7 +426,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
-                  **{k: v for k, v in info.__dict__.items()}},
+                  **{k: v for k, v in info.__dict__.items()},
+                  **({"card_check": checked} if checked else {})},
         "accuracy": accuracy,
         "warnings": warnings,
         "config": cfg.to_dict(),

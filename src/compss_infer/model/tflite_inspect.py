@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import card_path_for
 from .graph import input_layout
+from .quantcheck import card_check, card_check_line
 from .tflite_audit import TensorDesc, read_tflite
 
 
@@ -38,6 +39,7 @@ class TfliteInspection:
     unsafe_ops: list[str] = field(default_factory=list)
     card: str | None = None
     description: str = ""
+    card_check: dict[str, Any] | None = None  # the quantize check's figures, from the card
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +60,7 @@ def inspect_tflite(path: str) -> TfliteInspection:
         inputs=[_tensor(t) for t in model.inputs], outputs=[_tensor(t) for t in model.outputs],
         input_kind=kind, fixed_batch=batch, quantized=quantized, ops=model.ops, safe=not model.unsafe,
         unsafe_ops=list(model.unsafe), card=os.path.abspath(card) if os.path.isfile(card) else None,
-        description=model.description)
+        description=model.description, card_check=card_check(card))
 
 
 def _line(t: dict[str, Any]) -> str:
@@ -71,6 +73,8 @@ def format_tflite_text(info: TfliteInspection) -> str:
              f"operators  {info.operator_count}" + (f" in {info.subgraph_count} subgraphs" if info.subgraph_count > 1 else "")]
     if info.card:
         lines.append(f"card       {info.card}")
+    if info.card_check:
+        lines.append(f"check      {card_check_line(info.card_check)}")
     lines.append("inputs")
     lines.extend(f"    {_line(t)}" for t in info.inputs)
     lines.append("outputs")
