@@ -109,11 +109,130 @@ def test_quantize_refuses_below_min_agreement_and_writes_nothing(tmp_path, capsy
     assert not out.exists() and not (tmp_path / "bad.yaml").exists()
 
 
-@pytest.mark.parametrize("engine", ["local", "compss"])
-def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, quantized, tmp_path, master):
-    _, out, _, _ = quantized
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """(fp32 .pb with one quantization-hostile layer, the partly-float .tflite quantize wrote, stdout, code)."""
+    import contextlib
+    import io
+    root = tmp_path_factory.mktemp("hostile")
+    pb = tm.write_graph(tm.hostile_graph(H, W), str(root / "hostile.pb"))
+    Path(root / "hostile.yaml").write_text("model: {input: 'images:0', output: 'probs:0'}\n"
+                                           "preprocess: {mode: L, std: 255.0}\n")
+    calib = str(root / "calib")
+    tm.make_images(calib, 60, H, W)
+    out = str(root / "hostile_int8.tflite")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["quantize", pb, "--calibration", calib, "--output", out, "--samples", "48"])
+    return pb, out, buf.getvalue(), code
+
+
+def test_a_quantization_hostile_layer_is_caught_by_the_check_and_fixed_by_the_fallback(hostile, tmp_path, capsys):
+    pb, out, printed, code = hostile
+    # full int8 alone: the outlier channel's scale wipes out the signal, and the check says so
+    refused = str(tmp_path / "full.tflite")
+    calib = os.path.join(os.path.dirname(out), "calib")
+    assert main(["quantize", pb, "--calibration", calib, "--output", refused, "--samples", "48",
+                 "--no-fallback"]) == 1
+    line = [x for x in capsys.readouterr().err.splitlines() if "not written" in x]
+    assert len(line) == 1 and "--no-fallback" in line[0] and not os.path.exists(refused)
+    # with the fallback: both convolutions around the hostile tensor stay in float, and it passes
+    assert code == 0, printed
+    card = yaml.safe_load(Path(out[:-len(".tflite")] + ".yaml").read_text())
+    ver, floats = card["verification"], card["quantization"]["float_ops"]
+    assert any(f.startswith("CONV_2D spread") for f in floats) and any(f.startswith("CONV_2D mix") for f in floats)
+    assert ver["full_int8"]["lower_bound_95"] < 0.95 <= ver["lower_bound_95"]
+    assert ver["full_int8"]["top1_agreement"] < 0.8 and ver["check_images"] == 12 + 12 * 20
+    assert set(ver["model_only_images_per_s"]) == {"full_int8", "written"}
+    assert "kept in float: " in printed and "CONV_2D spread" in printed and "for full int8" in printed
+    from compss_infer.model.tflite_audit import read_tflite
+    model = read_tflite(Path(out).read_bytes(), out)
+    assert model.inputs[0].dtype == "int8" and "DEQUANTIZE" in model.ops and "CONV_2D" in model.ops
+
+
+def test_a_check_set_too_small_to_show_the_target_is_refused_before_any_work(tmp_path, capsys):
+    pb = tm.write_graph(tm.quadrant_graph(H, W, normalized=True), str(tmp_path / "quad.pb"))
+    calib = str(tmp_path / "calib")
+    tm.make_images(calib, 10, H, W)  # 2 held out: 42 images with views, a bound of at most 0.916
+    few = str(tmp_path / "few")
+    tm.make_images(few, 3, H, W)
+    for extra in ([], ["--check", few]):
+        out = tmp_path / "q.tflite"
+        code = main(["quantize", pb, "--calibration", calib, "--output", str(out), "--set", "preprocess.mode=L",
+                     "--set", "preprocess.std=255", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "CheckTooSmall" in err[0] and "--check DIR" in err[0] and "0.95" in err[0]
+        assert "calibrating" not in " ".join(err) and not out.exists()
+    # a lower target that such a set can show is accepted
+    assert main(["quantize", pb, "--calibration", calib, "--output", str(tmp_path / "ok.tflite"),
+                 "--set", "preprocess.mode=L", "--set", "preprocess.std=255", "--min-agreement", "0.5"]) == 0
+
+
+def test_wilson_lower_bound():
+    from compss_infer.model.quantcheck import Z95, images_needed, wilson_lower
+    assert abs(wilson_lower(19, 20) - 0.7639) < 5e-4  # the textbook 19/20 interval: [0.764, 0.991]
+    assert abs(wilson_lower(50, 50) - 50 / (50 + Z95 ** 2)) < 1e-12
+    assert wilson_lower(0, 10) == 0.0 and wilson_lower(0, 0) == 0.0
+    n = images_needed(0.95)
+    assert wilson_lower(n, n) >= 0.95 > wilson_lower(n - 1, n - 1) and n == 73
+
+
+def test_tied_top_scores_are_flagged_in_the_row_not_passed_off_as_answers(quantized, tmp_path):
+    """Two equally bright quadrants tie in fp32 itself; one grey level apart, the int8 softmax's steps
+    of 1/256 tie them where fp32 tells them apart.  Either way the row says so."""
+    from PIL import Image
+    pb, _, calib, _ = quantized
+    full = str(tmp_path / "full_int8.tflite")
+    assert main(["quantize", pb, "--calibration", calib, "--output", full, "--samples", "32",
+                 "--no-fallback", "--min-agreement", "0"]) == 0
+    folder = tmp_path / "ties"
+    folder.mkdir()
+    base = np.full((H, W), 40, np.uint8)
+    base[:4, 4:] = 200  # quadrant 1
+    base[4:, 4:] = 200  # quadrant 3
+    Image.fromarray(base, "L").save(folder / "a_exact.png")
+    near = base.copy()
+    near[7, 7] = 201  # quadrant 3 a sixteenth of a grey level brighter
+    Image.fromarray(near, "L").save(folder / "b_near.png")
+    got = {}
+    for name, model in (("fp32", pb), ("int8", full)):
+        res = str(tmp_path / f"{name}.csv")
+        assert main(["run", "--model", model, "--images", str(folder), "--output", res, "--engine", "sequential",
+                     "--no-progress"]) == 0
+        got[name] = rows(res)
+    exact, near_fp32 = got["fp32"]
+    assert exact["class_id"] == "1" and exact["error"].startswith("TiedTopScore: classes 1 3 share the top score")
+    assert near_fp32["class_id"] == "3" and near_fp32["error"] == ""
+    near_int8 = got["int8"][1]
+    assert near_int8["error"].startswith("TiedTopScore: classes 1 3") and near_int8["class_id"] == "1"
+    summary = json.loads(Path(str(tmp_path / "int8.csv") + ".summary.json").read_text())
+    assert summary["classified"] == 2 and summary["failed"] == 0
+
+
+def test_summary_and_inspect_show_the_cards_check(hostile, tmp_path, capsys):
+    _, out, _, _ = hostile
+    card = yaml.safe_load(Path(out[:-len(".tflite")] + ".yaml").read_text())["verification"]
     folder = str(tmp_path / "imgs")
-    tm.make_images(folder, 20, H, W)
+    tm.make_images(folder, 4, H, W)
+    res = str(tmp_path / "r.csv")
+    assert main(["run", "--model", out, "--images", folder, "--output", res, "--engine", "sequential"]) == 0
+    assert "model card: top-1 agreement" in capsys.readouterr().out
+    check = json.loads(Path(res + ".summary.json").read_text())["model"]["card_check"]
+    assert check["lower_bound_95"] == card["lower_bound_95"] and check["check_images"] == card["check_images"]
+    assert check["float_ops"] and check["full_int8"] == card["full_int8"]
+    assert main(["inspect", out]) == 0
+    text = capsys.readouterr().out
+    assert f"check      top-1 agreement {card['top1_agreement']:.4f} with fp32, 95% lower bound" in text
+    assert "ops kept in float" in text
+
+
+@pytest.mark.parametrize("engine", ["local", "compss"])
+def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, hostile, tmp_path, master):
+    """The partly-float model (int8 in, float ops inside): same bytes on every engine, right answers."""
+    _, out, _, _ = hostile
+    folder = str(tmp_path / "imgs")
+    truth = tm.make_images(folder, 20, H, W)
     ref = str(tmp_path / "seq.csv")
     cfg = lambda output, name, **kw: build_config(None, {"model": {"path": out}, "run": {
         "images": folder, "output": output, "progress": False, "engine": name, "chunk_size": 3, **kw}})
@@ -124,11 +243,12 @@ def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, quantized, 
     summary = run(cfg(got, engine, workers=2))
     assert summary.exit_code == 0 and summary.classified == 20
     assert Path(got).read_bytes() == Path(ref).read_bytes()
+    assert [r["class_id"] for r in rows(got)] == [str(q) for _, q in truth]
 
 
-def test_local_workers_running_a_tflite_model_never_import_tensorflow(quantized, tmp_path):
-    """A fresh master (its own forkserver), wired as runner.run wires the local engine."""
-    _, out, _, _ = quantized
+def test_local_workers_running_a_tflite_model_never_import_tensorflow(hostile, tmp_path):
+    """A fresh master (its own forkserver), wired as runner.run wires the local engine; the partly-float model."""
+    _, out, _, _ = hostile
     script = f"""
 import sys
 from compss_infer.config import build_config

@@ -30,7 +30,7 @@ from .errors import (CompssInferError, ConfigError, InputError, ModelError, RunA
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from .model.identity import model_identity, ranges_by_id, sha256_file
-from .model.quantcheck import card_check, card_check_line
+from .model.quantcheck import card_check
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
@@ -402,8 +402,6 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         log.info("%s", scorer.coverage())
     exit_code = 0 if counts["failed"] == 0 else 1
     checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
-    if checked:
-        log.info("model card: %s", card_check_line(checked))
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,

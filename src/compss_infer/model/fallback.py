@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from .quiet import quiet_stderr
 from .tflite_audit import op_graph, read_tflite
 
 RANK_IMAGES = 32  # calibration images the ranking runs on
-STEPS = (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 90, 128)  # worst tensors kept in float, step by step
+GROWTH = 1.35  # tensors added per step: 1, 1, 1, 2, 2, 3, 4, ... (a few at a time, more as the list gets long)
+MAX_STEPS = 40
 
 
 @contextlib.contextmanager
@@ -116,27 +117,45 @@ class Calibrated:
                                          output_data_type=tf.float32 if float_out else tf.int8,
                                          denylisted_nodes=list(denylist) or None)
 
-    def ranking(self) -> list[tuple[str, float]]:
-        """Op outputs, worst first: (tensor name, per-channel noise-to-signal ratio), zero-error ones left out."""
+    def ranking(self, denylist: list[str] = ()) -> list[tuple[str, float]]:
+        """Quantized op outputs, worst first: (tensor name, per-channel noise-to-signal ratio).
+
+        Measured on the model with ``denylist`` already in float, so an error that only shows once an
+        upstream one is gone (everything downstream of a wiped-out tensor looks clean) is seen next time.
+        """
+        from tensorflow.lite.python import convert
         tf = self.tf
         with _quiet():
-            debug_model = self.debugger.get_debug_quantized_model()
+            debug_model = convert.mlir_quantize(self.debugger.calibrated_model, enable_numeric_verify=True,
+                                                enable_whole_model_verify=True,
+                                                denylisted_nodes=list(denylist) or None)
             options = tf.lite.experimental.QuantizationDebugOptions(
                 layer_direct_compare_metrics={"nsr": per_channel_nsr})
-            dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
-                                                            debug_dataset=self._ranking_data, debug_options=options)
+            try:
+                dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
+                                                                debug_dataset=self._ranking_data, debug_options=options)
+            except ValueError:  # no quantized op left to verify
+                return []
             dbg.run()
         # a NumericVerify op reads (quantized output, float twin's output); the twin keeps the calibrated name
         twin = {op.outputs[0]: op.inputs[1] for op in op_graph(debug_model)
                 if op.outputs and op.outputs[0].startswith("NumericVerify/") and len(op.inputs) == 2}
-        known = {name for op in self.ops for name in op.outputs}
-        scored = []
+        known = {name for op in self.ops for name in op.outputs} - set(denylist)
+        damage = {}
         for key, metrics in dbg.layer_statistics.items():
-            name = twin.get(key, key)
             value = float(metrics.get("nsr", 0.0))
-            if name in known and value > 0 and np.isfinite(value):
-                scored.append((name, value))
-        return sorted(scored, key=lambda kv: -kv[1])
+            damage[twin.get(key, key)] = value if np.isfinite(value) else 1.0
+        scored = []
+        for op in self.ops:  # the damage an op adds: its output's, less the worst its inputs brought
+            for name in op.outputs:
+                if name in known and name in damage:
+                    added = damage[name] - max([damage.get(i, 0.0) for i in op.inputs] or [0.0])
+                    if added > 0:
+                        scored.append((name, added))
+        # equal scores (a wiped-out tensor saturates at 1.0, and so may what follows it): upstream first,
+        # since an error flows downstream and the first one is the cause
+        order = {out: i for i, op in enumerate(self.ops) for out in op.outputs}
+        return sorted(scored, key=lambda kv: (-round(kv[1], 3), order[kv[0]]))
 
     def float_set(self, tensors: list[str]) -> list[FloatOp]:
         """The ops to keep in float so that each of ``tensors`` stays float: producer and consumers."""
@@ -148,3 +167,43 @@ class Calibrated:
                         chosen.setdefault(out, op.op)
         order = {out: i for i, op in enumerate(self.ops) for out in op.outputs}
         return [FloatOp(op, t) for t, op in sorted(chosen.items(), key=lambda kv: order[kv[0]])]
+
+
+@dataclass
+class Found:
+    """The fallback's outcome: the last model tried, what it keeps in float, and its check."""
+
+    blob: bytes
+    float_ops: list[FloatOp]
+    verification: Any  # quantcheck.Verification
+    predictor: Any
+
+
+def search(cal: Calibrated, measure: Callable[[bytes], tuple[Any, Any]], target: float,
+           say: Callable[[str], None], output_first: bool) -> Found | None:
+    """Keep the noisiest op outputs in float, a few more each step, re-ranked each step, until the
+    check's lower bound reaches ``target`` or nothing quantized is left to blame.
+
+    ``measure(blob) -> (Verification, predictor)``; ``output_first``: the check saw tied int8 scores,
+    so the output op goes first (a float32 output cannot tie on a 1/256 step).
+    """
+    chosen: list[str] = []
+    found = None
+    take = 1.0
+    for _ in range(MAX_STEPS):
+        ranked = [t for t, _ in cal.ranking([o.tensor for o in found.float_ops] if found else [])]
+        if output_first and cal.output_tensor not in chosen:
+            ranked = [cal.output_tensor] + [t for t in ranked if t != cal.output_tensor]
+        ranked = [t for t in ranked if t not in chosen]
+        if not ranked:
+            break
+        chosen += ranked[:int(take)]
+        take *= GROWTH
+        ops = cal.float_set(chosen)
+        blob = cal.model([o.tensor for o in ops])
+        ver, predictor = measure(blob)
+        found = Found(blob, ops, ver, predictor)
+        say(f"keeping {len(ops)} ops in float: {ver.line()}")
+        if ver.lower_bound >= target:
+            break
+    return found

@@ -214,7 +214,7 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
     """
     from .backends.litert import LiteRTPredictor
     from .backends.tf_graph import GraphPredictor
-    from .fallback import STEPS, Calibrated
+    from .fallback import Calibrated, search
     from .graph import read_model_bytes
 
     say = progress or (lambda _msg: None)
@@ -262,23 +262,14 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
         blob, chosen, float_ops = cal.full, full_model, []
         say(f"full int8: {full.line()}")
         if ver.lower_bound < min_agreement and fallback:
-            ranked = [t for t, _ in cal.ranking()]
-            if full.ties and cal.output_tensor not in ranked[:1]:  # ties: a float output first
-                ranked = [cal.output_tensor] + [t for t in ranked if t != cal.output_tensor]
-            previous: list[str] = []
-            for k in [s for s in STEPS if s < len(ranked)] + [len(ranked)]:
-                ops = cal.float_set(ranked[:k])
-                names = [o.tensor for o in ops]
-                if not ops or names == previous:
-                    continue
-                previous = names
-                cand_blob = cal.model(names)
-                cand = load(cand_blob)
-                ver = check.measure(cand)
-                say(f"keeping {len(ops)} ops in float (the {k} noisiest outputs): {ver.line()}")
-                blob, chosen, float_ops = cand_blob, cand, ops
-                if ver.lower_bound >= min_agreement:
-                    break
+
+            def measure(candidate: bytes) -> tuple[Verification, Any]:
+                p = load(candidate)
+                return check.measure(p), p
+
+            found = search(cal, measure, min_agreement, say, output_first=full.ties > 0)
+            if found is not None:
+                blob, float_ops, ver, chosen = found.blob, found.float_ops, found.verification, found.predictor
         if ver.lower_bound < min_agreement:
             raise _not_written(ver, min_agreement, full, len(float_ops), fallback)
         result = QuantizeResult(output=output, card=card, source_bytes=len(data), output_bytes=len(blob),
