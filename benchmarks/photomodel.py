@@ -9,7 +9,8 @@ answers.  Everything is cached under the bench work folder:
 
     photo-mobilenet/model.pb + model.yaml   frozen fp32 graph and its card (mean/std 127.5, MobileNet style)
     photo-mobilenet/calib/                  300 JPEG crops for calibration
-    photo-mobilenet/test/                   1,000 JPEG crops never used for calibration (nor for training)
+    photo-mobilenet/check/                  1,000 other crops for quantize's --check
+    photo-mobilenet/test/                   1,000 JPEG crops never used for calibration, the check or training
 
 ``python -m benchmarks.photomodel [--workdir DIR]`` builds it (about 3-6 minutes on 2 cores).
 """
@@ -30,7 +31,7 @@ SIZE = 128
 ALPHA = 0.5
 TRAIN_CROPS = 4000
 EPOCHS = 8
-CALIB, TEST = 300, 1000
+CALIB, CHECK, TEST = 300, 1000, 1000
 SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel",
                   "hubble_deep_field", "immunohistochemistry", "moon", "motorcycle_left", "page", "retina",
                   "rocket", "text", "microaneurysms", "clock")
@@ -41,6 +42,7 @@ class PhotoModel:
     folder: str
     model: str
     calib: str
+    check: str
     test: str
     classes: int
     photos: list
@@ -151,8 +153,9 @@ def build(work: str) -> PhotoModel:
     os.makedirs(folder, exist_ok=True)
     pics = photos()
     regs = regions(pics)
-    calib, test = os.path.join(folder, "calib"), os.path.join(folder, "test")
+    calib, check, test = (os.path.join(folder, d) for d in ("calib", "check", "test"))
     write_set(calib, regs, CALIB, seed=101)
+    write_set(check, regs, CHECK, seed=303)
     truth = write_set(test, regs, TEST, seed=202)
     model, train_acc, train_s = train(regs)
     from compss_infer.model.freeze import freeze_function, write_graph_def
@@ -168,7 +171,7 @@ def build(work: str) -> PhotoModel:
                         "preprocess": {"size": [SIZE, SIZE], "mode": "RGB", "mean": 127.5, "std": 127.5}}, fh)
     xt = _decoded(test, TEST).astype(np.float32) / 127.5 - 1.0
     test_acc = float(np.mean(model.predict(xt, batch_size=64, verbose=0).argmax(1) == np.asarray(truth)))
-    pm = PhotoModel(folder=folder, model=path, calib=calib, test=test, classes=len(regs),
+    pm = PhotoModel(folder=folder, model=path, calib=calib, check=check, test=test, classes=len(regs),
                     photos=[n for n, _ in pics], train_accuracy=round(train_acc, 4),
                     test_accuracy=round(test_acc, 4), train_s=round(train_s, 1))
     with open(stamp, "w") as fh:

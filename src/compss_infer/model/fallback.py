@@ -29,9 +29,10 @@ from ..errors import ModelError
 from .quiet import quiet_stderr
 from .tflite_audit import op_graph, read_tflite
 
-RANK_IMAGES = 32  # calibration images the ranking runs on
+RANK_IMAGES = 32  # calibration images the debugger's noise ranking runs on
+SENSITIVITY_IMAGES = 256  # calibration images each op's float twin is measured on
 GROWTH = 1.35  # tensors added per step: 1, 1, 1, 2, 2, 3, 4, ... (a few at a time, more as the list gets long)
-MAX_STEPS = 40
+MAX_CANDIDATES = 64  # ops whose float twin is tried one by one; past this, the debugger's noisiest
 
 
 @contextlib.contextmanager
@@ -179,29 +180,83 @@ class Found:
     predictor: Any
 
 
-def search(cal: Calibrated, measure: Callable[[bytes], tuple[Any, Any]], target: float,
-           say: Callable[[str], None], output_first: bool) -> Found | None:
-    """Keep the noisiest op outputs in float, a few more each step, re-ranked each step, until the
-    check's lower bound reaches ``target`` or nothing quantized is left to blame.
+def margin_lost(out: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over images of how much of fp32's top-1 margin (its top score minus the runner-up's) int8 lost.
 
-    ``measure(blob) -> (Verification, predictor)``; ``output_first``: the check saw tied int8 scores,
-    so the output op goes first (a float32 output cannot tie on a 1/256 step).
+    A top-1 answer flips when that margin is gone, so this is the smooth measure of what the check
+    counts; rounding of small scores that decide nothing barely moves it.
     """
-    chosen: list[str] = []
+    rows = np.arange(len(reference))
+    top = reference.argmax(1)
+
+    def margin(p: np.ndarray) -> np.ndarray:
+        q = np.array(p, np.float64)
+        best = q[rows, top]
+        q[rows, top] = -np.inf
+        return best - q.max(1)
+    return float(np.mean(np.maximum(0.0, margin(reference) - margin(out)))) if reference.shape[1] > 1 else 0.0
+
+
+def sensitivity(cal: Calibrated, outputs: Callable[[bytes], np.ndarray], reference: np.ndarray,
+                chosen: list[str], say: Callable[[str], None]) -> list[str]:
+    """Op outputs by what keeping each in float (besides ``chosen``) gives back: the margin lost now minus
+    the margin lost with it in float, on calibration images; best first, gains above zero only.
+
+    Measured, because the debugger's per-op noise does not say how it grows downstream: an early
+    layer's small error can flip more answers than a late layer's large one.  Past MAX_CANDIDATES
+    ops, only the ones the debugger finds noisiest are tried.
+    """
+    now = [o.tensor for o in cal.float_set(chosen)]
+    base = margin_lost(outputs(cal.model(now)), reference)
+    names = [out for op in cal.ops for out in op.outputs[:1] if out not in now]
+    if len(names) > MAX_CANDIDATES:
+        names = [t for t, _ in cal.ranking(now)][:MAX_CANDIDATES]
+    say(f"measuring what keeping each of {len(names)} ops in float gives back (the model now loses "
+        f"{base:.4f} of fp32's top-1 margin on {len(reference)} calibration images)")
+    gains, seen = [], {tuple(now)}
+    for t in names:
+        ops = tuple(o.tensor for o in cal.float_set(chosen + [t]))
+        if ops in seen:
+            continue
+        seen.add(ops)
+        gain = base - margin_lost(outputs(cal.model(list(ops))), reference)
+        if gain > 0:
+            gains.append((t, gain))
+    return [t for t, _ in sorted(gains, key=lambda kv: -kv[1])]
+
+
+def search(cal: Calibrated, outputs: Callable[[bytes], np.ndarray], reference: np.ndarray,
+           measure: Callable[[bytes], tuple[Any, Any]], target: float, say: Callable[[str], None]) -> Found | None:
+    """Keep op outputs in float, a few more each step, until the check's lower bound reaches ``target``.
+
+    The order is measured (``sensitivity``); when no op left helps measurably on its own, it is
+    measured again around what is already float, and when still none does, the debugger's noisiest
+    come next and then every op left: the search ends only on a passing model or an all-float one.
+    ``measure(blob) -> (Verification, predictor)`` runs the check.
+    """
     found = None
+    chosen: list[str] = []
+    queue: list[str] = []
+    remeasured = False
     take = 1.0
-    for _ in range(MAX_STEPS):
-        ranked = [t for t, _ in cal.ranking([o.tensor for o in found.float_ops] if found else [])]
-        if output_first and cal.output_tensor not in chosen:
-            ranked = [cal.output_tensor] + [t for t in ranked if t != cal.output_tensor]
-        ranked = [t for t in ranked if t not in chosen]
-        if not ranked:
-            break
-        chosen += ranked[:int(take)]
+    while True:
+        if not queue:
+            float_now = [o.tensor for o in found.float_ops] if found else []
+            if not remeasured or not chosen:
+                queue = [t for t in sensitivity(cal, outputs, reference, chosen, say) if t not in float_now]
+                remeasured = bool(chosen)
+            if not queue:
+                rest = [t for t, _ in cal.ranking(float_now)] + [out for op in cal.ops for out in op.outputs[:1]]
+                queue = list(dict.fromkeys(t for t in rest if t not in float_now and t not in chosen))
+            if not queue:
+                break
+        chosen += queue[:int(take)]
+        queue = queue[int(take):]
         take *= GROWTH
         ops = cal.float_set(chosen)
-        blob = cal.model([o.tensor for o in ops])
-        ver, predictor = measure(blob)
+        if found is not None and ops == found.float_ops:
+            continue
+        ver, predictor = measure(blob := cal.model([o.tensor for o in ops]))
         found = Found(blob, ops, ver, predictor)
         say(f"keeping {len(ops)} ops in float: {ver.line()}")
         if ver.lower_bound >= target:

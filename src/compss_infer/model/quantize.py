@@ -92,8 +92,8 @@ def split(paths: list[str], samples: int, check_paths: list[str] | None) -> tupl
     return spread(rest, samples), spread(held, MAX_CHECK)
 
 
-def _decoded(paths: list[str], cfg: RunConfig, geometry: Geometry) -> tuple[np.ndarray, int]:
-    """Decode + normalize like the worker does for a float32 input; (array of the good ones, how many failed)."""
+def _decoded(paths: list[str], cfg: RunConfig, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode like the worker does: (uint8 pixels, normalized float32, how many failed)."""
     arrays, bad = [], 0
     for p in paths:
         try:
@@ -102,7 +102,13 @@ def _decoded(paths: list[str], cfg: RunConfig, geometry: Geometry) -> tuple[np.n
             bad += 1
     if not arrays:
         raise InputError("none of the calibration images could be decoded")
-    return normalize(np.stack(arrays), cfg.preprocess, np.dtype(np.float32)), bad
+    pixels = np.stack(arrays)
+    return pixels, normalize(pixels, cfg.preprocess, np.dtype(np.float32)), bad
+
+
+def _outputs(predictor: Any, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(predictor.infer(x[s:s + 32])).reshape(len(x[s:s + 32]), -1)
+                           for s in range(0, len(x), 32)])
 
 
 def check_destination(model: str, output: str, overwrite: bool) -> str:
@@ -214,7 +220,7 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
     """
     from .backends.litert import LiteRTPredictor
     from .backends.tf_graph import GraphPredictor
-    from .fallback import Calibrated, search
+    from .fallback import SENSITIVITY_IMAGES, Calibrated, search
     from .graph import read_model_bytes
 
     say = progress or (lambda _msg: None)
@@ -241,7 +247,7 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
             raise ModelError(f"quantize needs a float32 image-tensor input, {info.input_name} is "
                              f"{info.input_dtype} {info.input_kind}")
         geometry = Geometry(info.height, info.width, info.channels)
-        calib, bad = _decoded(calib_paths, cfg, geometry)
+        pixels, calib, bad = _decoded(calib_paths, cfg, geometry)
         say(f"calibrating on {len(calib)} images" + (f" ({bad} could not be decoded)" if bad else ""))
         if info.input_kind == "flat":
             calib = calib.reshape(len(calib), -1)
@@ -254,8 +260,9 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
             return p
 
         check = CheckSet(fp32, cfg, check_paths, source, say)
-        say(f"checking on {len(check)} images ({check.held_out} {source}"
-            + (f" + {check.views} augmented views" if check.views else "") + ")")
+        what = f"images of {source}" if check_dir else source
+        say(f"checking on {len(check)} images" + (f" ({check.held_out} {what} + {check.views} augmented views)"
+                                                  if check.views else f" of {source}" if check_dir else f" ({what})"))
         refuse_if_too_small(check.held_out, min_agreement, f"decodable {source}")
         full_model = load(cal.full)
         full = ver = check.measure(full_model)
@@ -267,7 +274,17 @@ def quantize_model(cfg: RunConfig, output: str, samples: int = DEFAULT_SAMPLES,
                 p = load(candidate)
                 return check.measure(p), p
 
-            found = search(cal, measure, min_agreement, say, output_first=full.ties > 0)
+            rank = np.linspace(0, len(pixels) - 1, min(SENSITIVITY_IMAGES, len(pixels))).round().astype(int)
+            reference = _outputs(fp32, normalize(pixels[rank], cfg.preprocess, fp32.input_dtype))
+
+            def outputs(candidate: bytes) -> np.ndarray:
+                p = LiteRTPredictor(int8_spec, candidate)
+                try:
+                    return _outputs(p, normalize(pixels[rank], cfg.preprocess, p.input_dtype))
+                finally:
+                    p.close()
+
+            found = search(cal, outputs, reference, measure, min_agreement, say)
             if found is not None:
                 blob, float_ops, ver, chosen = found.blob, found.float_ops, found.verification, found.predictor
         if ver.lower_bound < min_agreement:
