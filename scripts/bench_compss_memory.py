@@ -22,8 +22,8 @@ sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "pycomp
 import psutil
 import tinymodels as tm
 from pycompss import _standin_runtime as rt
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import WorkerSpec
+from compss_infer.run.config import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
 from compss_infer.worker import classify_chunk, warm_up
 tmp = tempfile.mkdtemp()

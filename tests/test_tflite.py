@@ -19,8 +19,8 @@ import yaml
 from compss_support import SRC, STANDIN, TESTS, clean_compss_env, master  # noqa: F401 - fixtures
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.config import build_config
-from compss_infer.runner import run
+from compss_infer.run.config import build_config
+from compss_infer.run.runner import run
 
 H = W = 8
 
@@ -251,10 +251,10 @@ def test_local_workers_running_a_tflite_model_never_import_tensorflow(hostile, t
     _, out, _, _ = hostile
     script = f"""
 import sys
-from compss_infer.config import build_config
-from compss_infer.contracts import WorkerSpec
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.runner import _engine_options
+from compss_infer.run.runner import _engine_options
 from compss_infer.worker import warm_up
 import tflite_tasks
 cfg = build_config(None, {{"model": {{"path": {out!r}}}}})
@@ -361,7 +361,7 @@ def test_settings_that_do_not_apply_to_litert_say_so(quantized, tmp_path, capsys
 def _exact(pre, x, pixels):
     """The reference quantization, in exact rational arithmetic: round(v / scale) + zero point, half away."""
     from fractions import Fraction
-    from compss_infer.preprocess import normalize
+    from compss_infer.images.preprocess import normalize
     v = normalize(np.asarray(pixels, np.uint8).reshape(-1, 1), pre, np.dtype(np.float32)).ravel()
     out = []
     for f in v:
@@ -385,7 +385,7 @@ class _Plan:
 
 def test_the_int8_feed_is_exact_for_any_scale_and_zero_point():
     from compss_infer.model.tflite_audit import TensorDesc
-    from compss_infer.config import PreprocessSpec
+    from compss_infer.core.specs import PreprocessSpec
     px = np.arange(256, dtype=np.uint8).reshape(1, 256, 1)
     # mean 0, std 255, scale 1/255 (as float32), zero point -128: the pixel minus 128, fed by flipping a bit
     pre = PreprocessSpec(mode="L", std=(255.0,))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .quiet import quiet_stderr
 from .tflite_audit import op_graph, read_tflite
 

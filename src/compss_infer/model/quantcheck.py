@@ -23,8 +23,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageOps
 
-from ..errors import CompssInferError, InputError
-from ..preprocess import ALLOWED_FORMATS, Geometry, ImageError, decode, normalize, open_regular
+from ..core.errors import CompssInferError, InputError
+from ..images.preprocess import ALLOWED_FORMATS, Geometry, ImageError, decode, normalize, open_regular
 
 CHECK_TARGET = 300  # below this many never-calibrated images, augmented views fill the check up to it
 MAX_VIEWS = 20  # views per held-out image, at most

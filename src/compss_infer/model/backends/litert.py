@@ -22,11 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...contracts import ModelInfo, WorkerSpec
-from ...errors import ConfigError, ModelError
+from ...core.contracts import ModelInfo, WorkerSpec
+from ...core.errors import ConfigError, ModelError
 from ..graph import input_layout
 from ..session import resolve_threads
-from ...sizing import auto_batch
+from ..batching import auto_batch
 from ..batching import run_in_slices
 from ..quiet import quiet_stderr
 from ..tflite_audit import TensorDesc, TfliteModel, check_safety, read_tflite
@@ -65,7 +65,7 @@ def input_table(pre: Any, channels: int, x: TensorDesc) -> np.ndarray:
     clipped to the type's range.  With ``mean = std = 127.5`` and scale 1/127.5 (stored as float32,
     a hair above), pixel 255 is 126 and pixel 0 is -128, where ``pixel - 128`` would give 127 and -128.
     """
-    from ...preprocess import normalize
+    from ...images.preprocess import normalize
     lo, hi = _INT_RANGE[x.dtype]
     n = channels if (len(pre.mean) > 1 or len(pre.std) > 1) else 1
     pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], n, axis=1)
