@@ -2,19 +2,20 @@
 
 ``Calibrated`` runs TensorFlow's converter once in calibrate-only mode (through
 ``tf.lite.experimental.QuantizationDebugger``, the public door to it), then makes an int8 model
-(int8 input and output) with any set of ops kept in float (``denylisted_nodes``) in about a second.
+(int8 input) with any set of ops kept in float (``denylisted_nodes``) in about a second.
 
-Ranking: the debugger's instrumented model runs each quantized op beside its float twin on the same
-inputs; for every op output we measure the noise-to-signal ratio *per channel* and average it over
-channels.  Per channel, because per-tensor activation ranges are what int8 gets wrong: one outlier
-channel widens the range until the other channels round to nothing, while a whole-tensor error
-measure (dominated by the outlier itself) looks fine.
-
-The model's output comes first when the int8 scores tied on the check: the op writing it (a softmax)
-is then kept in float and the output is float32, which no rounding to 1/256 can tie.
+Ranking (``sensitivity``): each op is kept in float alone and the candidate runs on calibration
+images; what counts is how much of fp32's top-1 margin it gives back.  Measured, because per-op
+noise does not say how it grows downstream (issue 17: MobileNet v1's first layers).  When no op
+helps measurably on its own, the debugger's noise ranking (``ranking``) orders the rest: per channel
+noise-to-signal ratio, because per-tensor activation ranges are what int8 gets wrong (one outlier
+channel widens the range until the other channels round to nothing, while a whole-tensor measure,
+dominated by the outlier itself, looks fine), each op charged with what it adds to its inputs' noise.
 
 Keeping a tensor in float means keeping its producer *and* its consumers in float: a float producer
 whose output is re-quantized for an int8 consumer suffers the same rounding.  ``float_set`` does that.
+When the op writing the model's output stays in float, the output is float32 (a re-quantized softmax
+would bring back its 1/256 steps and the ties they make).
 """
 from __future__ import annotations
 

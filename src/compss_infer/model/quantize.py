@@ -5,9 +5,10 @@ representative dataset decoded and normalized exactly as ``run`` does (preproces
 same config layering).  The int8 model then runs in LiteRT beside the fp32 graph on images never
 calibrated on (quantcheck: held-out images, topped up with augmented views of them when there are
 few); it is written (atomically, with a model card beside it) only when the 95 % lower bound of the
-top-1 agreement reaches ``min_agreement``.  When full int8 falls short, the ops whose int8 outputs
-carry the most noise are kept in float, a few more at each step, until the check passes
-(fallback.py); the card records what stayed float, the figures and the speed cost.
+top-1 agreement reaches ``min_agreement``.  When full int8 falls short, the ops that give back most
+of fp32's top-1 margin when kept in float (measured on calibration images) stay in float, a few more
+at each step, until the check passes (fallback.py); the card records what stayed float, the figures
+and the speed cost.
 
 Input and output types: int8 both, measured fastest end to end (W2, 2 cores: int8/int8 beat
 uint8-in/float-out in 5 of 5 interleaved runs, by 3-16 %; docs/benchmarks.md).  The worker hands

@@ -182,7 +182,7 @@ class LiteRTPredictor:
             return np.dtype(np.uint8), table, "same"
         if x.dtype == "int8" and np.all(table == pixels - 128):
             return np.dtype(np.uint8), table, "xor"
-        return np.dtype(np.uint8), table, None
+        return np.dtype(np.uint8), table.astype(x.dtype), None
 
     @property
     def input_dtype(self) -> np.dtype | None:
@@ -210,7 +210,7 @@ class LiteRTPredictor:
             return np.asarray(batch, dtype=np.uint8)
         if self._fast == "xor":
             return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # p - 128, no widening
-        table = self._table.astype(x.dtype)
+        table = self._table
         if len(table) == 1 or batch.shape[-1] == 1:
             return table[0][batch]
         out = np.empty(batch.shape, dtype=x.dtype)
