@@ -208,6 +208,12 @@ def test_tied_top_scores_are_flagged_in_the_row_not_passed_off_as_answers(quanti
     assert near_int8["error"].startswith("TiedTopScore: classes 1 3") and near_int8["class_id"] == "1"
     summary = json.loads(Path(str(tmp_path / "int8.csv") + ".summary.json").read_text())
     assert summary["classified"] == 2 and summary["failed"] == 0
+    import pyarrow.parquet as pq  # the same note in a Parquet results file
+    res = str(tmp_path / "int8.parquet")
+    assert main(["run", "--model", full, "--images", str(folder), "--output", res, "--engine", "sequential",
+                 "--no-progress"]) == 0
+    table = pq.read_table(res).to_pylist()
+    assert table[1]["class_id"] == 1 and table[1]["error"] == near_int8["error"]
 
 
 def test_summary_and_inspect_show_the_cards_check(hostile, tmp_path, capsys):

@@ -84,6 +84,8 @@ class ChunkResult:
     topk_scores: np.ndarray | None = None  # (n, k) float32
     errors: dict[int, str] = field(default_factory=dict)  # offset in chunk -> "Kind: reason"
     timing: TaskTiming | None = None
+    listed: list[str] | None = None  # row paths, when the worker found them (the samples of a tar shard slice)
+    truth: np.ndarray | None = None  # int32 class ids from the samples' .cls members (-1: none), when asked
     notes: dict[int, str] = field(default_factory=dict)  # offset -> note on a classified row (a tied top score)
 
     def __len__(self) -> int:

@@ -55,10 +55,11 @@ class CompssEngine:
     name = "compss"
 
     def __init__(self, workers: int | None = 1, task_timeout: TimeLimitPolicy | float | str | None = "auto",
-                 stage_model: bool = False, device: str = "cpu", **_: Any):
+                 stage_model: bool = False, device: str = "cpu", stage_shards: bool = False, **_: Any):
         self.workers = max(1, workers or 1)
         self.clock = ChunkClock(TimeLimitPolicy.from_setting(task_timeout))
         self.stage_model = stage_model
+        self.stage_shards = stage_shards  # a task's tar shard travels as one FILE_IN (no shared file system)
         self.device = device
         self.replaced = 0  # executors are COMPSs's business; kept for the run summary
         self._futures: deque[tuple[Any, Any, float, float | None]] = deque()  # key, future, submitted, limit
@@ -88,6 +89,7 @@ class CompssEngine:
                               f"process; run.task_timeout cannot change within one process")
         self._wait_on = compss_wait_on
         self._task = tasks.choose(self.device, self.stage_model)
+        self._tasks = tasks
         self._task_error = tasks.TaskError
         if self.device == "gpu" and (spec.session.intra_op_threads or 1) > 1:
             log.warning("the GPU task reserves one CPU computing unit but session.intra_op_threads=%d",
@@ -162,18 +164,37 @@ class CompssEngine:
     # ------------------------------------------------------------------ tasks
     def submit(self, key: Any, fn: Callable[..., Any], *args: Any) -> None:
         """Submit ``classify_chunk(spec, paths)`` as a COMPSs task (the only function it runs)."""
+        from ..images.shards import SHARD_REFS, ShardSlice, index_shard
         from ..worker import classify_chunk
+        assert self._task is not None, "start() first"
+        if fn is index_shard:  # a tar shard's index: no model, the shard staged when asked
+            task = self._tasks.index_task_staged if self.stage_shards else self._tasks.index_task
+            self._futures.append((key, task(*args), time.monotonic(), None))
+            return
         if fn is not classify_chunk or len(args) != 2:
             raise ValueError("the compss engine runs compss_infer.worker.classify_chunk(spec, paths) only")
         spec, paths = args
-        relative = next((p for p in paths if not os.path.isabs(p)), None)
+        shard = paths.path if isinstance(paths, ShardSlice) else None
+        if isinstance(paths, SHARD_REFS):  # a shard slice (or several): the shards' paths
+            names = [shard] if shard else [p.path for p in paths.parts]
+        else:
+            names = paths
+        relative = next((p for p in names if not os.path.isabs(p)), None)
         if relative is not None:
             raise ValueError(f"COMPSs tasks run in a sandbox: image paths must be absolute, got {relative!r}")
-        assert self._task is not None, "start() first"
         policy = self.clock.policy
         limit = self.clock.limit(len(paths))
         load = policy.load_allowance
-        task_args = (spec, list(paths)) + ((self._model_path,) if self.stage_model else ()) + (limit or 0, load)
+        if isinstance(paths, SHARD_REFS) and self.stage_shards:  # one FILE_IN per shard (and the model), never per image
+            if shard is None:
+                raise ValueError("with run.stage_shards a COMPSs task gets one shard's slice, not several")
+            future = self._tasks.choose_shard_staged(self.device)(spec, paths, shard, self._model_path,
+                                                                  limit or 0, load)
+            self._futures.append((key, future, time.monotonic(), limit))
+            return
+        task_args = (spec, paths if isinstance(paths, SHARD_REFS) else list(paths)) + \
+            ((self._model_path,) if self.stage_model else ()) + \
+            (limit or 0, load)
         # Under runcompss: a future.  Without a runtime PyCOMPSs runs the task here and returns its value
         # (the task functions never raise), which compss_wait_on then passes through.
         future = self._task(*task_args)
@@ -204,6 +225,9 @@ class CompssEngine:
         if isinstance(value, ChunkResult):
             self.clock.record_result(value)
             return Outcome(key, value=value)
+        if isinstance(key, tuple) and key[:1] == ("index",) and value is not None \
+                and not isinstance(value, self._task_error):
+            return Outcome(key, value=value)  # a shard index (run/sources/shards.py checks its type)
         if isinstance(value, self._task_error):
             if value.setup:
                 raise RunAborted(f"a COMPSs task could not load the model: {value.text}")

@@ -37,6 +37,7 @@ from pycompss.api.task import task
 
 from ..core.contracts import ChunkResult, WorkerSpec
 from ..core.errors import CompssInferError, RunAborted
+from ..images.shards import SHARD_REFS
 from .compss_env import TIME_OUT_ENV
 from ..worker import classify_chunk, warm_up
 from .base import failure_text
@@ -99,7 +100,7 @@ def supervise(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
         child = _child_for(spec)
         allowed = (limit + (0 if child.loaded else load)) if limit else None
         deadline = None if allowed is None else started + allowed
-        child.engine.submit(0, classify_chunk, spec, list(paths))
+        child.engine.submit(0, classify_chunk, spec, paths if isinstance(paths, SHARD_REFS) else list(paths))
         while True:
             error = child.engine.startup_error()
             if error is not None:  # a model error is the same on every try; repeated crashes are not
@@ -170,6 +171,45 @@ def _classify_task_staged(spec: WorkerSpec, paths: list[str], model: str, limit:
 def _classify_task_gpu_staged(spec: WorkerSpec, paths: list[str], model: str, limit: float,
                               load: float) -> ChunkResult | TaskError:
     return supervise(staged_spec(spec, model), paths, limit, load)
+
+
+def _index(path: str, size: int) -> Any:
+    from ..images.shards import index_shard
+    try:
+        return index_shard(path, size)
+    except Exception as exc:  # noqa: BLE001 - the master retries, then reports the shard
+        return TaskError(failure_text(exc))
+
+
+@task(returns=1, on_failure="IGNORE", time_out=TIME_OUT)
+def index_task(path: str, size: int) -> Any:
+    """A tar shard's index (headers only; no model, no child process: nothing here runs TensorFlow)."""
+    return _index(path, size)
+
+
+@task(returns=1, shard=FILE_IN, on_failure="IGNORE", time_out=TIME_OUT)
+def index_task_staged(shard: str, size: int) -> Any:
+    """``index_task`` on the copy of the shard COMPSs transferred to this node."""
+    return _index(shard, size)
+
+
+@constraint(computing_units="$COMPSS_INFER_CU")
+@task(returns=1, shard=FILE_IN, model=FILE_IN, on_failure="IGNORE", time_out=TIME_OUT)
+def _classify_shard_task_staged(spec: WorkerSpec, part: Any, shard: str, model: str, limit: float,
+                                load: float) -> ChunkResult | TaskError:
+    return supervise(staged_spec(spec, model), part.staged(shard), limit, load)
+
+
+@constraint(processors=GPU_PROCESSORS)
+@task(returns=1, shard=FILE_IN, model=FILE_IN, on_failure="IGNORE", time_out=TIME_OUT)
+def _classify_shard_task_gpu_staged(spec: WorkerSpec, part: Any, shard: str, model: str, limit: float,
+                                    load: float) -> ChunkResult | TaskError:
+    return supervise(staged_spec(spec, model), part.staged(shard), limit, load)
+
+
+def choose_shard_staged(device: str):
+    """The task for a shard slice whose shard (and the model) COMPSs stages to the node: one FILE_IN each."""
+    return _classify_shard_task_gpu_staged if device == "gpu" else _classify_shard_task_staged
 
 
 def choose(device: str, stage_model: bool):

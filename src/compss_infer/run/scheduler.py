@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.contracts import ChunkResult, WorkerSpec
 from ..engines.base import Engine
+from ..images.shards import SHARD_REFS
 from .inputs import Chunk, Lines
 from .journal import Journal, Record
 from .progress import Progress
@@ -72,7 +73,8 @@ class Scheduler:
 
     def __init__(self, engine: Engine, spec: WorkerSpec, journal: Journal, progress: Progress,
                  task_fn: Callable[..., Any], max_retries: int, window: int,
-                 row_format: RowFormat | None = None):
+                 row_format: RowFormat | None = None,
+                 on_record: Callable[[int, int, int], None] | None = None):
         self.engine = engine
         self.row_format = row_format or RowFormat()
         # rows are formatted where the chunk runs, except on COMPSs, whose task returns a ChunkResult
@@ -84,6 +86,7 @@ class Scheduler:
         self.max_retries = max_retries
         self.window = max(1, window)
         self.stats = ScheduleStats()
+        self.on_record = on_record  # (start, count, journal offset) of each journaled range
         self._inflight: dict[int, Task] = {}
         self._retry: deque[Task] = deque()
         self._next_key = 0
@@ -92,9 +95,10 @@ class Scheduler:
         key = self._next_key
         self._next_key += 1
         self._inflight[key] = task
-        if isinstance(task.paths, Lines) and self.rows_in_worker:
-            self.engine.submit(key, classify_rows, self.task_fn, self.spec, self.row_format, task.paths.base,
-                               task.paths.blob)
+        if isinstance(task.paths, (Lines, *SHARD_REFS)) and self.rows_in_worker:
+            self.engine.submit(key, classify_rows, self.task_fn, self.spec, self.row_format, task.paths)
+        elif isinstance(task.paths, SHARD_REFS):  # COMPSs: a task gets the shard slice itself
+            self.engine.submit(key, self.task_fn, self.spec, task.paths)
         else:
             self.engine.submit(key, self.task_fn, self.spec, list(task.paths))
 
@@ -116,7 +120,8 @@ class Scheduler:
                 task = self._inflight.pop(outcome.key)
                 value = outcome.value
                 if outcome.failure is None and isinstance(value, ChunkResult) and len(value) == len(task.paths):
-                    value = format_chunk(value, self._listed(task), self.row_format)
+                    listed = value.listed if isinstance(task.paths, SHARD_REFS) else self._listed(task)
+                    value = format_chunk(value, listed or [], self.row_format)
                 if outcome.failure is None and isinstance(value, ChunkRows) and value.count == len(task.paths):
                     self._record(task, value)
                 else:
@@ -138,10 +143,12 @@ class Scheduler:
 
     @staticmethod
     def _listed(task: Task) -> list[str]:
-        return task.paths.listed() if isinstance(task.paths, Lines) else list(task.paths)
+        return task.paths.listed() if isinstance(task.paths, (Lines, *SHARD_REFS)) else list(task.paths)
 
     def _record(self, task: Task, result: ChunkRows) -> None:
-        self.journal.append(Record.from_rows(task.start, result, task.attempts + 1))
+        offset = self.journal.append(Record.from_rows(task.start, result, task.attempts + 1))
+        if self.on_record is not None:
+            self.on_record(task.start, len(task.paths), offset)
         self.stats.tasks_done += 1
         self.stats.images_done += len(task.paths)
         if self.stats.first_result_at is None:
