@@ -335,6 +335,9 @@ class Server:
         was = w.state
         self._drop(w)
         what = f"worker process {w.proc.pid} {describe_exit(w.proc.exitcode)}"
+        forkserver = _forkserver_pid()
+        if w.proc.exitcode == 255 and forkserver and _dies(forkserver):  # only the forkserver knew how it ended
+            what = f"worker process {w.proc.pid} ended with its forkserver (process {forkserver}), which died"
         if w.job is not None and not w.killed:
             self._finish(w.job, TaskError(f"WorkerCrashed: {what}", host=self.host))
         elif was == "starting" and not w.killed:
@@ -411,9 +414,23 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _kill_forkserver() -> None:
+def _dies(pid: int, within: float = 0.5) -> bool:
+    """Whether ``pid`` is dead or dies within a moment (a process closes its pipes before it is dead)."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _forkserver_pid() -> int | None:
     from multiprocessing import forkserver
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def _kill_forkserver() -> None:
+    pid = _forkserver_pid()
     if pid:
         try:
             os.kill(pid, signal.SIGKILL)
