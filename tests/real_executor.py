@@ -93,14 +93,14 @@ def main(cmd_fd: int, reply_fd: int, folder: str) -> None:
 class Executor:
     """One executor process; ``submit`` a task (the decorated function's name and its arguments)."""
 
-    def __init__(self, folder: str, optimize: bool = True, env: dict[str, str] | None = None):
+    def __init__(self, folder: str, optimize: bool = True, env: dict[str, str] | None = None, src: str | None = None):
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
         cmd_r, cmd_w = os.pipe()
         reply_r, reply_w = os.pipe()
         environ = dict(env if env is not None else os.environ)
         tests = os.path.dirname(os.path.abspath(__file__))
-        src = os.path.join(os.path.dirname(tests), "src")
+        src = src or os.path.join(os.path.dirname(tests), "src")  # another checkout's sources: a benchmark's baseline
         environ["PYTHONPATH"] = os.pathsep.join([REAL_PYCOMPSS, src, tests] + [
             p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and "pycompss_standin" not in p])
         argv = [sys.executable] + (["-O"] if optimize else []) + [os.path.abspath(__file__), str(cmd_r),
