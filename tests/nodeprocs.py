@@ -17,13 +17,19 @@ TRACKER = "multiprocessing.resource_tracker import main"
 
 
 def ours(tmp: str, exclude: tuple[int, ...] = ()) -> list[psutil.Process]:
-    """Live processes whose TMPDIR is ``tmp`` (the test's executors included, unless excluded)."""
+    """Live processes whose TMPDIR is ``tmp`` (the test's executors included, unless excluded).
+
+    The test process itself is the master, not part of a node: its own resource tracker (started
+    by its model check, which lives as long as the test process) is not counted either.
+    """
     found = []
-    for p in psutil.process_iter(["pid"]):
+    for p in psutil.process_iter(["pid", "ppid"]):
         if p.pid in exclude or p.pid == os.getpid():
             continue
         try:
             if p.status() == psutil.STATUS_ZOMBIE or p.environ().get("TMPDIR") != tmp:
+                continue
+            if p.info["ppid"] == os.getpid() and kind(p) == "tracker":
                 continue
             found.append(p)
         except psutil.Error:

@@ -72,6 +72,7 @@ def main(cmd_fd: int, reply_fd: int, folder: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     commands, replies = Connection(cmd_fd), Connection(reply_fd)
+    replies.send("ready")  # imports done: the test's clock starts at the first task, as a runtime's would
     while True:
         try:
             job = commands.recv()
@@ -114,6 +115,8 @@ class Executor:
         self.commands, self.replies = Connection(cmd_w), Connection(reply_r)
         self.pid = self.proc.pid
         self.jobs = 0
+        if not wait([self.replies], 120) or self.replies.recv() != "ready":
+            raise AssertionError(f"executor {self.pid} did not start (see {folder}/executor.out)")
 
     def submit(self, function: str, *args: Any, gpu: str | None = None, cpus: int = 1, time_out: int = 0,
                files: tuple[int, ...] = ()) -> int:
