@@ -38,8 +38,8 @@ SHAPES = {"cpu-cu1": (4, 1, 0, 4), "cpu-cu2": (4, 2, 0, 2), "gpu": (4, 1, 2, 2)}
 def measure(shape: str, rounds: int, src: str | None) -> dict:
     import nodeprocs
     import tinymodels as tm
-    from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-    from compss_infer.contracts import WorkerSpec
+    from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+    from compss_infer.core.contracts import WorkerSpec
     from real_executor import Executor
 
     n_exec, units, gpus, at_once = SHAPES[shape]

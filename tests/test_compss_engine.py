@@ -21,12 +21,13 @@ from compss_support import FAULTS, ROOT, RUNCOMPSS, SRC, STANDIN, clean_compss_e
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec, build_config
-from compss_infer.contracts import WorkerSpec
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.errors import ConfigError, RunAborted
-from compss_infer.launch import computing_units, task_time_out
-from compss_infer.runner import run
+from compss_infer.core.errors import ConfigError, RunAborted
+from compss_infer.engines.compss_env import computing_units, task_time_out
+from compss_infer.run.runner import run
 from compss_infer.worker import classify_chunk, warm_up
 from pycompss import _standin_runtime as rt
 
@@ -212,9 +213,9 @@ def test_task_decorators_take_time_out_from_the_environment_at_import(tmp_path):
 
 def test_the_master_path_does_not_import_tensorflow(tmp_path, quadrant_model):
     code = ("import sys\n"
-            "from compss_infer import compss_app, runner\n"
-            "from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec\n"
-            "from compss_infer.contracts import WorkerSpec\n"
+            "from compss_infer import compss_app\nfrom compss_infer.run import runner\n"
+            "from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec\n"
+            "from compss_infer.core.contracts import WorkerSpec\n"
             "from compss_infer.engines import make_engine\n"
             "from compss_infer.worker import warm_up\n"
             f"spec = WorkerSpec(ModelSpec(path={quadrant_model()!r}), PreprocessSpec(mode='L'), SessionSpec())\n"

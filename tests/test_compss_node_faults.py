@@ -23,8 +23,8 @@ import pytest
 import nodeprocs
 import tinymodels as tm
 from compss_support import FAULTS, REAL_PYCOMPSS, clean_compss_env, master  # noqa: F401 - fixtures
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import ChunkResult, TaskError, WorkerSpec
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import ChunkResult, TaskError, WorkerSpec
 from compss_infer.engines.nodeclient import GRACE_S
 from real_executor import Executor
 
@@ -210,9 +210,9 @@ def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chu
     right after the master checked it, and comes back a second after a task found it missing (so
     the gap covers a task's load whatever the machine's speed).  A model error on one node, once:
     the chunk is retried after the pause, and the run ends with every image."""
-    from compss_infer.config import build_config
+    from compss_infer.run.config import build_config
     from compss_infer.engines import compss
-    from compss_infer.runner import run
+    from compss_infer.run.runner import run
     spec, _, _, _ = chunk
     model = spec.model.path
     folder = tmp_path / "many"
@@ -249,9 +249,9 @@ def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chu
 
 def test_a_model_error_aborts_only_when_another_node_or_the_same_node_after_the_pause_repeats_it():
     """The master's rule, fed the TaskErrors tasks return (no processes needed)."""
-    from compss_infer.contracts import TaskTiming
+    from compss_infer.core.contracts import TaskTiming
     from compss_infer.engines.compss import CompssEngine
-    from compss_infer.errors import RunAborted
+    from compss_infer.core.errors import RunAborted
     engine = CompssEngine()
     engine._task_error, engine.setup_pause = TaskError, 0.2
     bad = {h: TaskError("ModelError: cannot read model m.pb", setup=True, host=h) for h in ("a", "b")}

@@ -24,7 +24,7 @@ if _stall and "multiprocessing.forkserver" in " ".join(getattr(sys, "orig_argv",
 if os.environ.get("COMPSS_INFER_TEST_SLOW_LOAD"):
     import time
 
-    import compss_infer.cache as _cache
+    import compss_infer.model.cache as _cache
 
     _real_get = _cache.get_predictor
     _loaded = []
@@ -45,7 +45,7 @@ if os.environ.get("COMPSS_INFER_TEST_FAULTS") == "1":
     import ctypes
     import time
 
-    import compss_infer.preprocess as _pre
+    import compss_infer.images.preprocess as _pre
 
     _real_decode = _pre.decode
 

@@ -13,9 +13,10 @@ that could not be read for a second, or a GPU briefly out of memory, costs a ret
 success from a node forgets its failures.
 
 Each chunk carries its time limit (``run.task_timeout``, by default the ``auto`` rule of
-:mod:`compss_infer.timelimit`, fed by the chunks that finished): the task's supervisor kills its
-child past it, so a hung chunk holds the ordered gather for at most its limit (plus the loading allowance when
-its worker must load the model first, and a few seconds' grace: see :mod:`.nodeclient`).
+:mod:`compss_infer.engines.timelimit`, fed by the chunks that finished): the node server kills the
+chunk's worker past it, so a hung chunk holds the ordered gather for at most its limit (plus the
+loading allowance when its worker must load the model first, and a few seconds' grace: see
+:mod:`.nodeclient`).
 
 ``$COMPSS_INFER_CU`` is read by the COMPSs master JVM from its own environment at start-up, so
 the engine cannot set it: the launch scripts export it, and the engine refuses to start (exit 2)
@@ -36,10 +37,10 @@ from dataclasses import replace
 from multiprocessing import connection
 from typing import Any, Callable
 
-from ..contracts import ChunkResult, ModelInfo, WorkerSpec
-from ..errors import ConfigError, RunAborted
-from ..launch import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
-from ..timelimit import ChunkClock, TimeLimitPolicy
+from ..core.contracts import ChunkResult, ModelInfo, WorkerSpec
+from ..core.errors import ConfigError, RunAborted
+from .compss_env import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
+from .timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, portable_error
 
 log = logging.getLogger("compss_infer")

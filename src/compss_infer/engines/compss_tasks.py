@@ -35,8 +35,8 @@ from pycompss.api.constraint import constraint
 from pycompss.api.parameter import FILE_IN
 from pycompss.api.task import task
 
-from ..contracts import ChunkResult, TaskError, WorkerSpec
-from ..launch import TIME_OUT_ENV
+from ..core.contracts import ChunkResult, TaskError, WorkerSpec
+from .compss_env import TIME_OUT_ENV
 from .nodeclient import run_chunk
 
 __all__ = ["TaskError", "choose", "supervise", "staged_spec"]

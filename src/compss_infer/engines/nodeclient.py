@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any, Sequence
 
-from ..contracts import ChunkResult, TaskError, WorkerSpec
+from ..core.contracts import ChunkResult, TaskError, WorkerSpec
 
 SERVER_MODULE = "compss_infer.engines.nodeserver"
 START_S = 30.0  # a new server listens within this (a Python start-up and light imports: well under 1 s)

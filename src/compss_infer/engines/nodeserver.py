@@ -18,7 +18,7 @@ A GPU server keeps one worker on its GPU.  A CPU server keeps one worker per chu
 (COMPSs keeps that to the node's computing units / units per task), all forked from one forkserver.
 
 Time limits, per chunk (``limit`` and ``load`` come from the master with the task, see
-:mod:`compss_infer.timelimit`): a chunk given to a worker that has the model loaded may run
+:mod:`compss_infer.engines.timelimit`): a chunk given to a worker that has the model loaded may run
 ``limit`` seconds; a chunk that waits for a worker to start gets ``load + limit`` from its arrival;
 a worker that has not loaded the model within ``load`` seconds of its start is killed (a stalled
 forkserver is killed with it, so the next start is a fresh one).  Past its limit the chunk's worker
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
 
-from ..contracts import TaskError, WorkerSpec
+from ..core.contracts import TaskError, WorkerSpec
 from .base import describe_exit, failure_text
 from .local import _worker_main, forkserver_preload
 from .nodeclient import alive, peer
