@@ -389,6 +389,7 @@ class Server:
 
     # ------------------------------------------------------------------ the end
     def shutdown(self) -> None:
+        self.listener.close()  # a client connecting now is refused (and starts a new server), not left waiting
         for job in list(self.jobs):
             self._finish(job, None)
         for w in self.workers:
