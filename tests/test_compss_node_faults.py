@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_a_forkserver_sigkilled_mid_chunk_fails_the_chunk_and_the_next_one_runs(
     assert nodeprocs.strays(str(tmp_path)) == []
 
 
-def test_a_worker_sigkilled_mid_chunk_fails_the_chunk_and_the_server_lives_on(node, chunk, tmp_path):
+def test_a_worker_sigkilled_mid_chunk_fails_the_chunk_and_the_server_lives_on_until_its_model_changes(node, chunk, tmp_path):
     spec, paths, hang, _ = chunk
     (ex,) = node()
     right(ex.run("_classify_task", spec, paths, LIMIT, LOAD), paths)
@@ -138,6 +139,9 @@ def test_a_worker_sigkilled_mid_chunk_fails_the_chunk_and_the_server_lives_on(no
     assert isinstance(failed, TaskError) and failed.text == f"WorkerCrashed: worker process {busy.pid} was killed by SIGKILL"
     right(ex.run("_classify_task", spec, paths, LIMIT, LOAD), paths)
     assert [p.pid for p in nodeprocs.of_kind(str(tmp_path), "server")] == [server.pid]
+    # the executor's next task is for another model: it lets go of the old server, which ends
+    right(ex.run("_classify_task", replace(spec, top_k=2), paths, LIMIT, LOAD), paths)
+    server.wait(5)
     ex.close()
     assert nodeprocs.strays(str(tmp_path)) == []
 

@@ -40,7 +40,7 @@ START_S = 30.0  # a new server listens within this (a Python start-up and light 
 GRACE_S = 10.0  # the backstop: the server's own limit (limit + load) plus this
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_USED: set[str] = set()  # addresses of the servers this process holds a lease on (released by release())
+_USED: dict[str, WorkerSpec] = {}  # the servers this process holds a lease on, and their specs
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def run_chunk(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
     """Classify ``paths`` on this node's server for ``spec``: a ChunkResult, or a TaskError saying why not."""
     started = time.monotonic()
     key = ServerKey.for_task(spec)
+    release([address for address, held in _USED.items() if held != spec])  # another model now: let those end
     backstop = started + limit + load + GRACE_S if limit else None
     found = _connect(key, min(started + START_S, backstop or float("inf")))
     if isinstance(found, TaskError):
@@ -107,10 +108,10 @@ def run_chunk(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
         conn.close()  # also when TimeOutError/CancelError interrupt the wait: the server kills the chunk's worker
 
 
-def release() -> None:
-    """Give back this process's leases: a server with no live client left ends (see nodeserver)."""
-    while _USED:
-        address = _USED.pop()
+def release(addresses: Sequence[str] | None = None) -> None:
+    """Give back this process's leases (all, or on these servers): a server with no live client left ends."""
+    for address in list(_USED) if addresses is None else addresses:
+        _USED.pop(address, None)
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(5)
@@ -149,7 +150,7 @@ def _connect(key: ServerKey, deadline: float) -> tuple[connection.Connection, in
             sock.close()
             return TaskError(f"WorkerCrashed: the node's inference server address is held by another user's "
                              f"process {pid}", host=socket.gethostname())
-        _USED.add(address)
+        _USED[address] = key.spec
         return connection.Connection(sock.detach()), pid
 
 

@@ -9,7 +9,8 @@ executor of the node hands its chunks to it over a local socket.
 
 The processes, all ours, and how each ends:
 
-    server (detached; ends within a second of the last executor that used it, or at SIGTERM)
+    server (detached; ends within a second of the last executor that used it, or at SIGTERM;
+            an executor handed another model lets go of the old model's servers)
       |- forkserver (TensorFlow or LiteRT imported once; dies with the server: PR_SET_PDEATHSIG)
       |    `- workers (one loaded model each; die with the forkserver: PR_SET_PDEATHSIG)
       `- resource tracker (multiprocessing's; ends when all of the above have)
@@ -57,6 +58,7 @@ FOLDER_PREFIX = "compss-infer-node-"
 ORPHAN_S = 30.0  # a server nobody connected to within this ends (its starter died first)
 LOAD_CRASHES = 3  # workers dying while loading, in a row, before the chunk counts as a model failure
 TICK = 0.5
+MODEL_FAILURES = ("ModelError", "ConfigError")  # a chunk failing with these failed on loading the model
 
 
 @dataclass
@@ -326,8 +328,9 @@ class Server:
             else:
                 _, _, ok, value = msg
                 job = w.job
-                if job is not None:
-                    self._finish(job, value if ok else TaskError(value, host=self.host))
+                if job is not None:  # a chunk that failed on the model (not on an image) is the model's failure
+                    setup = not ok and value.split(":", 1)[0] in MODEL_FAILURES
+                    self._finish(job, value if ok else TaskError(value, setup=setup, host=self.host))
 
     def _reap(self, w: _Worker) -> None:
         """A worker is gone: its chunk failed (it crashed), or it died loading, or it was killed."""
