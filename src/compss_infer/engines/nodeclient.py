@@ -64,13 +64,12 @@ class ServerKey:
 
     def server_config(self) -> dict[str, Any]:
         from ..model.formats import preload_modules
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = int(self.threads) if (self.threads or "").isdigit() and int(self.threads) > 0 else 1
+        threads = max(1, int(self.threads)) if (self.threads or "").isdigit() else 1
         return {"address": self.address(), "gpu": self.gpu, "threads": self.threads,
                 "preload": preload_modules(self.spec.model.path),
                 # one worker per GPU; on CPUs one per chunk running at once (COMPSs keeps that to the
-                # node's units / units per task), with room for CPUs declared beyond the cores
-                "max_workers": 1 if self.gpu is not None else max(2, 2 * max(os.cpu_count() or 1, cpus) // threads)}
+                # node's units / units per task), with room for more units declared than there are cores
+                "max_workers": 1 if self.gpu is not None else max(2, 2 * (os.cpu_count() or 1) // threads)}
 
 
 def peer(sock: socket.socket) -> tuple[int, int]:
@@ -129,6 +128,7 @@ def _connect(key: ServerKey, deadline: float) -> tuple[connection.Connection, in
     """A connection to the key's server, starting one if none listens; a TaskError when none comes up."""
     address = key.address()
     started: list[int] = []
+    since = time.monotonic()
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(max(0.1, deadline - time.monotonic()))  # a full backlog (a wedged server) blocks connect
@@ -140,7 +140,7 @@ def _connect(key: ServerKey, deadline: float) -> tuple[connection.Connection, in
             now = time.monotonic()
             if now >= deadline:
                 return TaskError(f"Timeout: no inference server for this model listened on the node within "
-                                 f"{START_S:g}s (started: {started or 'none'})", host=socket.gethostname())
+                                 f"{now - since:.0f}s (started: {started or 'none'})", host=socket.gethostname())
             if not started or (not alive(started[-1]) and len(started) < 3):
                 started.append(_start(key, deadline - now))
             time.sleep(0.05)
@@ -157,6 +157,8 @@ def _connect(key: ServerKey, deadline: float) -> tuple[connection.Connection, in
 def _start(key: ServerKey, within: float) -> int:
     """Start a server (it detaches itself and prints its pid); 0 if it did not say."""
     env = dict(os.environ)
+    # the executor may import us through its sys.path only (runcompss --pythonpath): the server needs it too
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(_PACKAGE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if key.threads:
         env["COMPSS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = key.threads
     cmd = [sys.executable, *subprocess._args_from_interpreter_flags(), "-m", SERVER_MODULE,
