@@ -42,6 +42,7 @@ from ..core.errors import ConfigError, RunAborted
 from .compss_env import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
 from .timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, portable_error
+from .lifeline import die_with_parent
 
 log = logging.getLogger("compss_infer")
 TASKS_MODULE = "compss_infer.engines.compss_tasks"
@@ -52,6 +53,7 @@ NONE_TEXT = ("TaskFailed: the COMPSs task failed (compss_wait_on gave None: its 
 
 def _preflight_main(conn: Any, init: Callable[[Any], Any], arg: Any) -> None:
     """The short-lived model check: load the model once, send back its ModelInfo or the error."""
+    die_with_parent()  # a master killed meanwhile takes its check along
     try:
         conn.send(("ok", init(arg)))
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the master

@@ -103,6 +103,9 @@ def run_chunk(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
                 return TaskError(f"Timeout: the node's inference server (process {server}) gave no answer within "
                                  f"{backstop - started:.0f}s (the chunk's limit, the loading allowance and "
                                  f"{GRACE_S:g}s); it was killed", host=socket.gethostname())
+    except OSError as exc:  # the server went away while we talked to it
+        return TaskError(f"WorkerCrashed: lost the node's inference server (process {server}): {exc}",
+                         host=socket.gethostname())
     finally:
         conn.close()  # also when TimeOutError/CancelError interrupt the wait: the server kills the chunk's worker
 
@@ -163,8 +166,10 @@ def _start(key: ServerKey, within: float) -> int:
         env["COMPSS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = key.threads
     cmd = [sys.executable, *subprocess._args_from_interpreter_flags(), "-m", SERVER_MODULE,
            json.dumps(key.server_config())]
-    # cwd "/": a task's cwd is its sandbox, which COMPSs deletes after the job
-    proc = subprocess.Popen(cmd, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:  # cwd "/": a task's cwd is its sandbox, which COMPSs deletes after the job
+        proc = subprocess.Popen(cmd, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    except OSError:  # no fork now (memory, process limit): the caller tries again until its deadline
+        return 0
     try:
         out, _ = proc.communicate(timeout=max(1.0, within))
     except subprocess.TimeoutExpired:
