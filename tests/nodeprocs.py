@@ -53,15 +53,28 @@ def kind(p: psutil.Process) -> str:
     return "other"
 
 
-def of_kind(tmp: str, name: str) -> list[psutil.Process]:
-    return [p for p in ours(tmp) if kind(p) == name]
+def of_kind(tmp: str, name: str, model: str | None = None) -> list[psutil.Process]:
+    """Our processes of kind ``name``; with ``model``, only those of the servers of that model file."""
+    return [p for p in ours(tmp) if kind(p) == name and (model is None or _serves(p, model))]
 
 
-def wait_for(tmp: str, name: str, timeout: float = 60.0) -> psutil.Process:
-    """The first process of kind ``name`` to appear (a worker: once it has loaded the model or is busy)."""
+def _serves(p: psutil.Process, model: str) -> bool:
+    """Whether ``p`` is, or descends from, a node server of ``model`` (its command line names it)."""
+    try:
+        while p is not None:
+            if kind(p) == "server":
+                return f'"model": "{model}"' in " ".join(p.cmdline())
+            p = p.parent()
+    except psutil.Error:
+        pass
+    return False
+
+
+def wait_for(tmp: str, name: str, timeout: float = 60.0, model: str | None = None) -> psutil.Process:
+    """The first process of kind ``name`` to appear (of the servers of ``model``, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = of_kind(tmp, name)
+        found = of_kind(tmp, name, model)
         if found:
             return found[0]
         time.sleep(0.05)

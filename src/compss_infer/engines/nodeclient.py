@@ -65,7 +65,7 @@ class ServerKey:
     def server_config(self) -> dict[str, Any]:
         from ..model.formats import preload_modules
         threads = max(1, int(self.threads)) if (self.threads or "").isdigit() else 1
-        return {"address": self.address(), "gpu": self.gpu, "threads": self.threads,
+        return {"address": self.address(), "model": self.spec.model.path, "gpu": self.gpu, "threads": self.threads,
                 "preload": preload_modules(self.spec.model.path),
                 # one worker per GPU; on CPUs one per chunk running at once (COMPSs keeps that to the
                 # node's units / units per task), with room for more units declared than there are cores
