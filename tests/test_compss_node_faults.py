@@ -240,7 +240,7 @@ def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chu
     monkeypatch.setattr(compss.CompssEngine, "_setup_failed", then_restore)
     runtime = master(cpus=1, optimize=False)
     out = str(tmp_path / "out.csv")
-    cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L"},
+    cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
                               "run": {"images": str(folder), "output": out, "progress": False, "engine": "compss",
                                       "chunk_size": 6}})
     summary = run(cfg)
