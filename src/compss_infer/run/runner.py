@@ -481,6 +481,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "chunk_size": chunk,
         "tasks": {"ok": stats.tasks_done, "failed_attempts": stats.tasks_failed,
                   "images_given_up": stats.images_given_up,
+                  "retries_by_cause": dict(sorted(stats.retries_by_cause.items())),
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
