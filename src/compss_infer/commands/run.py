@@ -28,6 +28,10 @@ def print_summary(summary: Any, stream: Any = None) -> None:
     if unlisted:  # their images are missing: said here too, not only in a warning line
         line += f"; {unlisted['count']} folder(s) could not be listed (see the warning)"
     print(line, file=stream)
+    checked = (summary.data.get("model") or {}).get("card_check")
+    if checked:  # an int8 model: what its card says quantize measured against fp32
+        from ..model.quantcheck import card_check_line
+        print(f"compss-infer: model card: {card_check_line(checked)}", file=stream)
     if summary.report:
         print(f"compss-infer: report {summary.report}", file=stream)
 

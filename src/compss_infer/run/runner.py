@@ -30,6 +30,7 @@ from ..core.errors import (CompssInferError, ConfigError, InputError, ModelError
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from ..model.identity import model_identity, ranges_by_id, sha256_file
+from ..model.quantcheck import card_check
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
@@ -467,6 +468,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
     unlisted = plan.walk.unlisted if isinstance(plan, Plan) and plan.walk else []  # a folder not listed
     exit_code = 0 if counts["failed"] == 0 and not damaged and not unlisted else 1
+    checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,
@@ -489,10 +491,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "chunk_size": chunk,
         "tasks": {"ok": stats.tasks_done, "failed_attempts": stats.tasks_failed,
                   "images_given_up": stats.images_given_up,
+                  "retries_by_cause": dict(sorted(stats.retries_by_cause.items())),
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
-                  **{k: v for k, v in info.__dict__.items()}},
+                  **{k: v for k, v in info.__dict__.items()},
+                  **({"card_check": checked} if checked else {})},
         "accuracy": accuracy,
         "warnings": warnings,
         "config": cfg.to_dict(),

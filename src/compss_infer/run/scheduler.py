@@ -7,12 +7,19 @@ OOM-killed for its neighbour's sake).  If it fails again it is split in halves, 
 again on their first failure, down to single images; a single image is retried ``max_retries``
 times and then given up as an error row ``TaskFailed: ...``.  So a poison image costs only its
 own row, and every input image ends up in the results exactly once.
+
+An engine may ask for a task to be rerun whole after a pause (``Outcome.retry_after``: the COMPSs
+engine does when a node could not load the model for a moment); that retry is not counted against
+the task's images.  ``ScheduleStats.retries_by_cause`` counts every rerun (whole, split or paused)
+by the kind of failure that caused it.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -66,6 +73,7 @@ class ScheduleStats:
     images_done: int = 0
     images_given_up: int = 0
     first_result_at: float | None = None  # time.monotonic()
+    retries_by_cause: Counter = field(default_factory=Counter)  # failure kind -> tasks rerun after it
 
 
 class Scheduler:
@@ -89,6 +97,8 @@ class Scheduler:
         self.on_record = on_record  # (start, count, journal offset) of each journaled range
         self._inflight: dict[int, Task] = {}
         self._retry: deque[Task] = deque()
+        self._later: list[tuple[float, int, Task]] = []  # (not before, tie-break, task): paused retries
+        self._ties = itertools.count()
         self._next_key = 0
 
     def _submit(self, task: Task) -> None:
@@ -105,6 +115,8 @@ class Scheduler:
     def run(self, chunks: Iterator[Chunk]) -> ScheduleStats:
         more = True
         while True:
+            while self._later and self._later[0][0] <= time.monotonic():
+                self._retry.append(heapq.heappop(self._later)[2])
             while len(self._inflight) < self.window and (self._retry or more):
                 if self._retry:
                     self._submit(self._retry.popleft())
@@ -115,7 +127,11 @@ class Scheduler:
                     break
                 self._submit(Task(chunk.start, chunk.paths))
             if not self._inflight:
-                return self.stats
+                if not self._later:
+                    return self.stats
+                time.sleep(max(0.0, min(0.5, self._later[0][0] - time.monotonic())))
+                self.progress.tick(self._waiting_on)
+                continue
             for outcome in self.engine.poll(0.5):
                 task = self._inflight.pop(outcome.key)
                 value = outcome.value
@@ -124,6 +140,8 @@ class Scheduler:
                     value = format_chunk(value, listed or [], self.row_format)
                 if outcome.failure is None and isinstance(value, ChunkRows) and value.count == len(task.paths):
                     self._record(task, value)
+                elif outcome.failure is not None and outcome.retry_after is not None:
+                    self._pause(task, outcome.failure, outcome.retry_after)
                 else:
                     failure = outcome.failure or "TaskFailed: the task returned no result"
                     self._failed(task, failure)
@@ -155,9 +173,17 @@ class Scheduler:
             self.stats.first_result_at = time.monotonic()
         self.progress.update(len(task.paths), failed=len(result.errors))
 
+    def _pause(self, task: Task, failure: str, seconds: float) -> None:
+        """Rerun ``task`` whole, unchanged, no sooner than ``seconds`` from now."""
+        self.stats.tasks_failed += 1
+        self.stats.retries_by_cause[_kind(failure)] += 1
+        heapq.heappush(self._later, (time.monotonic() + seconds, next(self._ties), task))
+
     def _failed(self, task: Task, failure: str) -> None:
         self.stats.tasks_failed += 1
         follow = next_attempts(task, failure, self.max_retries)
+        if follow is not None:
+            self.stats.retries_by_cause[_kind(failure)] += 1
         if follow is None:
             text = give_up_text(task, failure)
             log.warning("image %d given up: %s", task.start, text)
@@ -172,3 +198,9 @@ class Scheduler:
             log.warning("task at image %d (%d images) failed (%s); retrying",
                         task.start, len(task.paths), failure)
         self._retry.extendleft(reversed(follow))
+
+
+def _kind(failure: str) -> str:
+    """The kind of a failure text ``Kind: reason``."""
+    kind = failure.split(":", 1)[0].strip()
+    return kind if kind and " " not in kind else "Other"
