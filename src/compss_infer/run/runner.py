@@ -400,7 +400,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     """
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
-    counts = {"ok": 0, "failed": 0}
+    counts = {"ok": 0, "failed": 0, "tied": 0}
     kinds: dict[str, int] = {}
     models_used: dict[str, int] = {}
     tasks: list[list[Any]] = []
@@ -417,6 +417,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                 kinds[kind] = kinds.get(kind, 0) + 1
             counts["failed"] += len(rec.errors)
             counts["ok"] += rec.count - len(rec.errors)
+            counts["tied"] += rec.tied
             if scorer is not None:
                 failed = np.zeros(rec.count, bool)
                 failed[list(rec.errors)] = True
@@ -465,6 +466,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
             log.warning("%s", line)
             warnings.append(line)
         log.info("%s", scorer.coverage())
+    if counts["tied"]:
+        line = (f"{counts['tied']} classified image(s) had two or more classes sharing the top score (an int8 model's "
+                f"scores come in steps of 1/256): each row keeps the lowest tied id and says TiedTopScore in its "
+                f"error column")
+        log.warning("%s", line)
+        warnings.append(line)
     damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
     unlisted = plan.walk.unlisted if isinstance(plan, Plan) and plan.walk else []  # a folder not listed
     exit_code = 0 if counts["failed"] == 0 and not damaged and not unlisted else 1
@@ -477,6 +484,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "classified": counts["ok"],
         "failed": counts["failed"],
         "failures_by_kind": dict(sorted(kinds.items())),
+        "tied_top_scores": counts["tied"],
         **({"unlisted_folders": {"count": len(unlisted), "folders": [
             {"folder": f, "reason": why} for f, why in unlisted[:100]]}} if unlisted else {}),
         "exit_code": exit_code,
