@@ -1,9 +1,10 @@
-"""Memory per node of the COMPSs task design, measured on the PyCOMPSs stand-in (not a real COMPSs run).
+"""Memory per node of the COMPSs task design, measured on the fake COMPSs runtime (not a real COMPSs run).
 
-A 2-unit node (two executors, as the real piper worker forks one per CPU computing unit) runs
+The real PyCOMPSs 3.3 binding (master and piper worker) on the fake Java side of tests/compss_fake:
+a 2-unit node (two executors, forked by the real piper worker, one per CPU computing unit) runs
 chunks of the demo-sized quadrant model with COMPSS_INFER_CU=1 and =2.  Afterwards it counts the
 task children holding a loaded model and sums their memory (RSS and USS, psutil), with the
-executors' own.  Needs ../shared (the real PyCOMPSs worker code).  Usage:
+executors' own.  Needs ../shared (the real PyCOMPSs 3.3 code).  Usage:
     .venv/bin/python scripts/bench_compss_memory.py [--chunks 8]
 """
 from __future__ import annotations
@@ -18,10 +19,11 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = r'''
 import json, os, sys, tempfile
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "pycompss_standin")]
+sys.path[:0] = [os.path.join(ROOT, "tests")]
 import psutil
 import tinymodels as tm
-from pycompss import _standin_runtime as rt
+import compss_support
+import inprocess
 from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
 from compss_infer.contracts import WorkerSpec
 from compss_infer.engines import make_engine
@@ -30,7 +32,9 @@ tmp = tempfile.mkdtemp()
 model = tm.write_graph(tm.quadrant_graph(h=64, w=64), os.path.join(tmp, "q.pb"))
 tm.make_images(os.path.join(tmp, "imgs"), 16 * CHUNKS, h=64, w=64)
 paths = sorted(os.path.join(tmp, "imgs", f) for f in os.listdir(os.path.join(tmp, "imgs")))
-runtime = rt.enter_master(cpus=2, working_dir=os.path.join(tmp, "w"), log_dir=os.path.join(tmp, "l"))
+runtime = inprocess.start(real_python=compss_support.REAL_PYCOMPSS, log_dir=os.path.join(tmp, "l"),
+                          working_dir=os.path.join(tmp, "w"), cpus=2, log_level="debug",
+                          pythonpath=os.pathsep.join([compss_support.SRC, compss_support.TESTS]))
 spec = WorkerSpec(ModelSpec(path=model), PreprocessSpec(mode="L"), SessionSpec())
 engine = make_engine("compss", workers=2)
 engine.start(warm_up, spec)
@@ -49,7 +53,7 @@ print(json.dumps({"cu": os.environ["COMPSS_INFER_CU"], "executors": len(execs), 
                   "children_rss_mib": mem(kids)[0], "children_uss_mib": mem(kids)[1],
                   "forkservers_rss_mib": mem(servers)[0], "executors_rss_mib": mem(execs)[0]}))
 engine.close()
-runtime.stop()
+inprocess.stop()
 '''
 
 

@@ -12,6 +12,8 @@ sys.path.insert(0, HERE)  # tinymodels, badimages
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
 ROOT = os.path.dirname(HERE)
 
+from compss_support import _session_runtime, compss_master  # noqa: E402,F401 - one COMPSs runtime per session
+
 
 @pytest.fixture
 def quadrant_model(tmp_path):

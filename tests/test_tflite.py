@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from compss_support import SRC, STANDIN, TESTS, clean_compss_env, master  # noqa: F401 - fixtures
+from compss_support import SRC, TESTS, clean_compss_env  # noqa: F401 - fixture
 import tinymodels as tm
 from compss_infer.cli import main
 from compss_infer.config import build_config
@@ -102,7 +102,7 @@ def test_quantize_refuses_below_min_agreement_and_writes_nothing(tmp_path, capsy
 
 
 @pytest.mark.parametrize("engine", ["local", "compss"])
-def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, quantized, tmp_path, master):
+def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, quantized, tmp_path, request):
     _, out, _, _ = quantized
     folder = str(tmp_path / "imgs")
     tm.make_images(folder, 20, H, W)
@@ -111,8 +111,8 @@ def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, quantized, 
         "images": folder, "output": output, "progress": False, "engine": name, "chunk_size": 3, **kw}})
     assert run(cfg(ref, "sequential")).exit_code == 0
     got = str(tmp_path / f"{engine}.csv")
-    if engine == "compss":
-        master(cpus=2)
+    if engine == "compss":  # the real binding on the session's shared runtime (tests/compss_support.py)
+        request.getfixturevalue("compss_master")
     summary = run(cfg(got, engine, workers=2))
     assert summary.exit_code == 0 and summary.classified == 20
     assert Path(got).read_bytes() == Path(ref).read_bytes()

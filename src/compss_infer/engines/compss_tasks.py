@@ -129,11 +129,13 @@ def supervise(spec: WorkerSpec, paths: Sequence[str], limit: float = 0, load: fl
 def staged_spec(spec: WorkerSpec, local_model: str) -> WorkerSpec:
     """The spec with the model path replaced by the copy COMPSs transferred to this worker.
 
-    COMPSs renames transferred files, and a text GraphDef is told apart by its ``.pbtxt`` name, so a
-    renamed one is reached through a symlink with that suffix, in a folder of this executor process
-    (not the task's sandbox, which goes away: the model cache is keyed by the path).
+    The task gets ``<job sandbox>/<model name>``, a link that goes with the sandbox after the job, to
+    the renamed copy in the worker's working dir (one per node and file version): the copy is the
+    path to keep, as the model cache is keyed by the path.  A text GraphDef is told apart by its
+    ``.pbtxt`` name, so a renamed one is reached through a symlink with that suffix, in a folder of
+    this executor process.
     """
-    path = os.path.abspath(local_model)
+    path = os.path.realpath(local_model)
     if spec.model.path.endswith(".pbtxt") and not path.endswith(".pbtxt"):
         folder = os.path.join(tempfile.gettempdir(), f"compss-infer-staged-{os.getpid()}")
         if not os.path.isdir(folder):
