@@ -5,8 +5,8 @@ worker, is the untouched 3.3 code from ``../shared/third_party/compss-3.3/python
 
 * ``tests/compss_fake/runcompss`` (``RUNCOMPSS``) runs an app as the real runcompss does, in a
   subprocess (``subprocess_env`` builds its environment);
-* the ``compss_master`` fixture makes this pytest process the master of one runtime shared by the
-  whole session (two CPU units, one GPU slot, pinning off as the launch scripts set it, executors
+* the ``compss_master`` fixture (conftest.py) makes this pytest process the master of one runtime
+  shared by the whole session (two CPU units, one GPU slot, pinning off as the launch scripts set it, executors
   without ``-O`` as with ``--log_level=debug``): starting one costs a piper worker and, per executor,
   a task child that imports TensorFlow.  Tests that kill executors or end the run use runcompss.
 """
@@ -78,11 +78,17 @@ def assert_no_strays(marker: str, grace: float = 5.0) -> None:
     assert not strays(marker), strays(marker)
 
 
+TASK_ENV = ("COMPSS_INFER_CU", "COMPSS_INFER_TIME_OUT")
+
+
 @pytest.fixture(autouse=True)
 def clean_compss_env(monkeypatch):
     """The compss engine exports COMPSS_INFER_* into the master's (this process's) environment: undo it."""
-    for name in ("COMPSS_INFER_CU", "COMPSS_INFER_TIME_OUT"):
+    for name in TASK_ENV:
         monkeypatch.delenv(name, raising=False)
+    yield
+    for name in TASK_ENV:
+        os.environ.pop(name, None)
 
 
 class SharedMaster:
@@ -103,8 +109,8 @@ class SharedMaster:
         return self.runtime.executor_pids()
 
 
-@pytest.fixture(scope="session")
-def _session_runtime(tmp_path_factory):
+def shared_runtime(tmp_path_factory):
+    """The session's runtime (conftest.py's ``_session_runtime`` fixture; imported only when used)."""
     if not os.path.isdir(REAL_PYCOMPSS):
         pytest.skip(f"the real PyCOMPSs 3.3 code is not at {REAL_PYCOMPSS} (../shared is absent)")
     import inprocess
@@ -123,12 +129,14 @@ def _session_runtime(tmp_path_factory):
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
-@pytest.fixture
-def compss_master(_session_runtime, monkeypatch):
+def shared_master(runtime, monkeypatch):
     """This process as the COMPSs master of the shared runtime, with the task environment the launch
     scripts export (COMPSS_INFER_CU=1, which the runtime read when it started).  The task module
     reads COMPSS_INFER_TIME_OUT when it is imported, so each test imports it afresh."""
+    monkeypatch.delenv("COMPSS_INFER_TIME_OUT", raising=False)
     monkeypatch.setenv("COMPSS_INFER_CU", "1")
     sys.modules.pop("compss_infer.engines.compss_tasks", None)
-    yield SharedMaster(_session_runtime)
+    yield SharedMaster(runtime)
     sys.modules.pop("compss_infer.engines.compss_tasks", None)
+    for name in TASK_ENV:  # the engine exports them itself, past monkeypatch
+        os.environ.pop(name, None)

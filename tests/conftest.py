@@ -12,8 +12,6 @@ sys.path.insert(0, HERE)  # tinymodels, badimages
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
 ROOT = os.path.dirname(HERE)
 
-from compss_support import _session_runtime, compss_master  # noqa: E402,F401 - one COMPSs runtime per session
-
 
 @pytest.fixture
 def quadrant_model(tmp_path):
@@ -49,3 +47,17 @@ def base_flags(model: str, images: str, output: str, **run) -> dict:
     flags = {"model": {"path": model}, "preprocess": {"mode": "L"},
              "run": {"images": images, "output": output, "progress": False, **run}}
     return flags
+
+
+@pytest.fixture(scope="session")
+def _session_runtime(tmp_path_factory):
+    """One COMPSs runtime (the real binding on the fake Java side) for the whole session."""
+    from compss_support import shared_runtime  # imported only when a test needs it (it extends sys.path)
+    yield from shared_runtime(tmp_path_factory)
+
+
+@pytest.fixture
+def compss_master(_session_runtime, monkeypatch):
+    """This pytest process as the COMPSs master of the shared runtime (tests/compss_support.py)."""
+    from compss_support import shared_master
+    yield from shared_master(_session_runtime, monkeypatch)

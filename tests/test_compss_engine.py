@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compss_support import (FAULTS, REAL_PYCOMPSS, ROOT, RUNCOMPSS, SRC, TESTS, assert_no_strays,  # noqa: F401
+from compss_support import (FAULTS, REAL_PYCOMPSS, ROOT, RUNCOMPSS, SRC, assert_no_strays,  # noqa: F401
                             clean_compss_env, run_log_dir, subprocess_env, trace)
 
 import tinymodels as tm

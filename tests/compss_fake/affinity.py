@@ -54,7 +54,8 @@ def ensure(real_python: str, interpreter: str = sys.executable) -> str | None:
     try:
         with open(os.path.join(work, "process_affinity.h"), "w") as fh:
             fh.write(HEADER)
-        proc = subprocess.run([compiler, "-shared", "-fPIC", "-O2", f"-I{include}", f"-I{work}", source, "-o", os.path.join(work, "process_affinity" + suffix)],
+        built = os.path.join(work, "process_affinity" + suffix)
+        proc = subprocess.run([compiler, "-shared", "-fPIC", "-O2", f"-I{include}", f"-I{work}", source, "-o", built],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             LAST_ERROR = f"g++ failed: {proc.stderr.strip()[-500:]}"

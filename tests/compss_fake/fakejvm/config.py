@@ -171,7 +171,8 @@ def parse_constraints(text: str, environ: Mapping[str, str],
         cpus = 0
         for proc in processors:
             fields = dict(kv.split(":", 1) for kv in proc.split(",") if ":" in kv)
-            fields = {k.strip(): load_from_environment(v.strip().strip("'\""), environ, warn) for k, v in fields.items()}
+            fields = {k.strip(): load_from_environment(v.strip().strip("'\""), environ, warn)
+                      for k, v in fields.items()}
             units = _units(fields.get("computingUnits"), "computingUnits", warn)
             kind = fields.get("processorType", "CPU")
             if kind == "GPU":

@@ -260,7 +260,8 @@ class Node:
             if time.monotonic() > deadline:
                 raise RuntimeError("the piper worker did not answer on its control pipe")
             if not self.piper_alive():
-                raise RuntimeError(f"the piper worker exited with {self.proc.returncode}; see {self.log_dir}/worker.err")
+                raise RuntimeError(f"the piper worker exited with {self.proc.returncode}; "
+                                   f"see {self.log_dir}/worker.err")
             ready, _, _ = select.select([self._control_r], [], [], 0.2)
             if ready:
                 self._control_buffer += os.read(self._control_r, 65536)

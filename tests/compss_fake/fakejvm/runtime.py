@@ -148,7 +148,7 @@ class Runtime:
                     if producer is not None and not producer.finished:
                         task.depends.add(producer)
                         producer.successors.append(task)
-                    elif p.version.state == "null" and producer is not None and producer.on_failure == "CANCEL_SUCCESSORS":
+                    elif p.version.state == "null" and getattr(producer, "on_failure", "") == "CANCEL_SUCCESSORS":
                         task.state = "cancelled"
                 elif p.direction == 1:
                     p.version = self.data.write(p.value, task)
