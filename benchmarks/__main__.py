@@ -32,35 +32,6 @@ DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def machine() -> dict:
-    from compss_infer.model.session import available_cpus
-    model = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = 0
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    from importlib import metadata
-    tf = None
-    for dist in ("tensorflow-cpu", "tensorflow"):
-        try:
-            tf = metadata.version(dist)
-            break
-        except metadata.PackageNotFoundError:
-            pass
-    return {"cpu": model, "cores": available_cpus(), "memory_mb": mem, "python": platform.python_version(),
-            "tensorflow": tf, "os": platform.platform()}
-
-
 def py(*args: str) -> list[str]:
     return [sys.executable, *args]
 
@@ -271,7 +242,7 @@ def main() -> int:
     work = args.workdir or os.path.join(tempfile.gettempdir(), "compss-infer-bench")
     os.makedirs(work, exist_ok=True)
     started = time.monotonic()
-    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(), "device": args.device,
+    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": harness.machine(), "device": args.device,
               "reps": args.reps, "workloads": {}}
     for name in args.workloads.split(","):
         result["workloads"][name] = bench_workload(name, args, work, cores)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -109,3 +110,32 @@ def file_has_lines(path: str, n: int = 1) -> Callable[[], bool]:
 
 def python() -> str:
     return sys.executable
+
+
+def machine() -> dict:
+    from compss_infer.model.session import available_cpus
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    from importlib import metadata
+    tf = None
+    for dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            tf = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": model, "cores": available_cpus(), "memory_mb": mem, "python": platform.python_version(),
+            "tensorflow": tf, "os": platform.platform()}

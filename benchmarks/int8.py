@@ -143,12 +143,11 @@ def main() -> int:
     ap.add_argument("--note", default="", help="appended to the machine line (e.g. 'machine shared')")
     a = ap.parse_args()
     from compss_infer.model.session import available_cpus
-    from .__main__ import machine
     cores = available_cpus()
     work = a.workdir or os.path.join(tempfile.gettempdir(), "compss-infer-bench")
     os.makedirs(work, exist_ok=True)
     res = bench(work, a.count, a.reps, cores, a.seconds)
-    m = machine()
+    m = harness.machine()
     from datetime import datetime, timezone
     line = (f"Machine: {m['cpu']}, {m['cores']} cores; TensorFlow {m['tensorflow']}, ai-edge-litert "
             f"{_version('ai-edge-litert')}; {datetime.now(timezone.utc):%Y-%m-%d}{'; ' + a.note if a.note else ''}")

@@ -104,8 +104,8 @@ def _decode_share(args):
     import numpy as np
     from PIL import Image
     if ours:
-        from compss_infer.config import PreprocessSpec
-        from compss_infer.preprocess import Geometry, decode
+        from compss_infer.core.specs import PreprocessSpec
+        from compss_infer.images.preprocess import Geometry, decode
         spec, geo = PreprocessSpec(mode=mode), Geometry(size, size, 1 if mode == "L" else 3)
         for p in paths:
             decode(p, spec, geo)

@@ -29,7 +29,7 @@ def build(root: str, files: int, per_folder: int = 1000) -> None:
 
 
 def measure(root: str, plan_path: str) -> dict:
-    from compss_infer.inputs import make_plan
+    from compss_infer.run.inputs import make_plan
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     plan = make_plan(root, None, plan_path)

@@ -4,7 +4,7 @@ The workers are real processes of the local engine, but their task is simulated:
 decoding and classifying, ``fake_classify`` answers each chunk with deterministic class ids and
 scores (and an error row every 997 images).  So the workers cost almost nothing and the master's
 own work (listing, planning, dispatch, result handling, the journal, final assembly, the summary)
-is all there is to measure.  The run goes through ``compss_infer.runner.run`` unchanged, in this
+is all there is to measure.  The run goes through ``compss_infer.run.runner.run`` unchanged, in this
 process, so the master's CPU is this process's CPU: ``resource.getrusage(RUSAGE_SELF)`` (user +
 system, all threads), which is robust on a shared machine where wall time is not.  Each part is
 timed with ``time.thread_time`` around the functions that do it.
@@ -32,7 +32,7 @@ N_CLASSES = 10
 
 def fake_warm_up(spec: Any) -> Any:
     """A ModelInfo as a small scores model would report it (no TensorFlow in the workers)."""
-    from compss_infer.contracts import ModelInfo
+    from compss_infer.core.contracts import ModelInfo
     return ModelInfo(input_name="images:0", input_dtype="float32", input_shape=(None, 8, 8, 1), input_kind="image",
                      output_name="probs:0", output_dtype="float32", output_shape=(None, N_CLASSES),
                      output_kind="scores", fixed_batch=None, num_classes=N_CLASSES, height=8, width=8,
@@ -41,7 +41,7 @@ def fake_warm_up(spec: Any) -> Any:
 
 def fake_classify(spec: Any, paths: Any) -> Any:
     """Deterministic answers from the path's length (the same for any chunking), no decoding."""
-    from compss_infer.contracts import ChunkResult, TaskTiming
+    from compss_infer.core.contracts import ChunkResult, TaskTiming
     n = len(paths)
     lens = np.fromiter((len(p) for p in paths), np.int64, n)
     ids = lens % N_CLASSES
@@ -97,7 +97,7 @@ class Parts:
 
 def instrument(parts: Parts) -> None:
     """Time the master's parts where they live (whatever this version of the code calls them)."""
-    from compss_infer import inputs, journal, runner, scheduler
+    from compss_infer.run import inputs, journal, runner, scheduler
     from compss_infer.engines import local
     targets: list[tuple[Any, str, str]] = [
         (runner, "make_plan", "listing + planning"),
@@ -124,8 +124,8 @@ def make_list(path: str, n: int, pool: str) -> None:
 
 
 def run_simulated(n: int, workdir: str, workers: int) -> dict[str, Any]:
-    from compss_infer import runner
-    from compss_infer.config import build_config
+    from compss_infer.run import runner
+    from compss_infer.run.config import build_config
     lst = os.path.join(workdir, f"list-{n}.txt")
     make_list(lst, n, os.path.join(workdir, "pool"))
     model = os.path.join(workdir, "fake.pb")

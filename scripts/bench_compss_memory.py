@@ -24,8 +24,8 @@ import psutil
 import tinymodels as tm
 import compss_support
 import inprocess
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import WorkerSpec
+from compss_infer.run.config import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
 from compss_infer.worker import classify_chunk, warm_up
 tmp = tempfile.mkdtemp()

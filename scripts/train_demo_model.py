@@ -176,7 +176,7 @@ def quantize_demo(root: str, train_images: np.ndarray, models_dir: str, test_dir
     """``compss-infer quantize`` on the frozen CNN: calibrated on training images written as PNGs
     (decoded exactly as run decodes), checked on the held-out set; deterministic, so rebuilds match."""
     import tempfile
-    from compss_infer.config import build_config
+    from compss_infer.run.config import build_config
     from compss_infer.model.quantize import quantize_model
     with tempfile.TemporaryDirectory() as calib:
         for i, arr in enumerate(train_images):

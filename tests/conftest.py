@@ -38,8 +38,8 @@ def quadrant_images(tmp_path):
 def _fresh_model_cache():
     """Tests that run the sequential engine load models in this process: start each test clean."""
     yield
-    if "compss_infer.cache" in sys.modules:
-        sys.modules["compss_infer.cache"].clear()
+    if "compss_infer.model.cache" in sys.modules:
+        sys.modules["compss_infer.model.cache"].clear()
 
 
 def base_flags(model: str, images: str, output: str, **run) -> dict:

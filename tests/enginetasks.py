@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from compss_infer.contracts import ChunkResult
-from compss_infer.errors import ConfigError
+from compss_infer.core.contracts import ChunkResult
+from compss_infer.core.errors import ConfigError
 
 
 def init_ok(value):

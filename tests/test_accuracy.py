@@ -8,7 +8,7 @@ import pytest
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.metrics import FolderTruth, Scorer
+from compss_infer.run.metrics import FolderTruth, Scorer
 
 
 def run(*args):

@@ -85,8 +85,8 @@ def test_unreadable_file_is_permission_denied(tmp_path):
     badimages.quadrant_image(0).save(secret)
     os.chmod(secret, 0o000)
     code = ("import os, sys\n"
-            "from compss_infer.preprocess import decode, Geometry, ImageError\n"
-            "from compss_infer.config import PreprocessSpec\n"
+            "from compss_infer.images.preprocess import decode, Geometry, ImageError\n"
+            "from compss_infer.core.specs import PreprocessSpec\n"
             "if os.geteuid() == 0: os.setgid(65534); os.setuid(65534)\n"
             "try:\n    decode(sys.argv[1], PreprocessSpec(mode='L'), Geometry(8, 8, 1))\n"
             "except ImageError as e:\n    print(e.row_text())\n")

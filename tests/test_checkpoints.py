@@ -13,10 +13,10 @@ import yaml
 
 import ckptmodels as cm
 import tinymodels as tm
-from compss_infer import runner
+from compss_infer.run import runner
 from compss_infer.cli import main
 from compss_infer.model.graph import read_graph_def
-from compss_infer.journal import Journal
+from compss_infer.run.journal import Journal
 from compss_infer.model import tf1
 from compss_infer.model.checkpoint import locate_checkpoint, looks_like_checkpoint, read_index
 from compss_infer.model.identity import model_identity, ranges_by_id

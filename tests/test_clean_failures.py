@@ -97,7 +97,7 @@ def test_permission_denied_names_the_folder():
         os.chmod(top, 0o755)
         locked = os.path.join(top, "locked")
         os.mkdir(locked, 0o755)
-        code = ("import os\nfrom compss_infer.checks import check_writable_folder\n"
+        code = ("import os\nfrom compss_infer.run.checks import check_writable_folder\n"
                 "os.setgid(65534); os.setuid(65534)\n"
                 f"check_writable_folder({os.path.join(locked, 'new')!r}, '--output x.csv')\n")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
@@ -179,7 +179,7 @@ def test_binary_or_non_utf8_config_and_models_given_as_config(small, tmp_path, c
 
 
 def test_model_folders_keras_files_and_checkpoints(small, tmp_path, capsys):
-    from compss_infer.modelfiles import check_model_path, looks_like_checkpoint
+    from compss_infer.model.files import check_model_path, looks_like_checkpoint
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
     assert run_cli("--model", str(tmp_path), "--images", folder, "--output", out) == 2
@@ -306,9 +306,9 @@ def test_warm_up_uses_the_runs_image_count_not_the_batch_size(small, tmp_path, c
 
 
 def test_a_batch_that_cannot_be_allocated_names_the_batch_size(small):
-    from compss_infer.config import build_config
-    from compss_infer.contracts import WorkerSpec
-    from compss_infer.errors import ModelError
+    from compss_infer.run.config import build_config
+    from compss_infer.core.contracts import WorkerSpec
+    from compss_infer.core.errors import ModelError
     from compss_infer.model.predictor import Predictor
     model, folder, _ = small
     cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L"}})
@@ -321,7 +321,7 @@ def test_a_batch_that_cannot_be_allocated_names_the_batch_size(small):
 def test_rates_are_labelled_the_same_and_never_zero(small, tmp_path, capsys):
     import io
 
-    from compss_infer.progress import AFTER_FIRST, WHOLE, Progress, format_rate
+    from compss_infer.run.progress import AFTER_FIRST, WHOLE, Progress, format_rate
     assert format_rate(0.3) == "0.3" and format_rate(12.34) == "12.3" and format_rate(5383.2) == "5,383"
     model, folder, items = small
     out = str(tmp_path / "r.csv")

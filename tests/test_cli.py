@@ -147,7 +147,7 @@ def test_help_does_not_import_tensorflow():
     import sys
     code = ("import sys; from compss_infer import cli\n"
             "try:\n    cli.main(['run', '--help'])\nexcept SystemExit: pass\n"
-            "import compss_infer.runner, compss_infer.engines.local\n"
+            "import compss_infer.run.runner, compss_infer.engines.local\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
@@ -194,7 +194,7 @@ def test_fixed_batch_1_graph_writes_the_same_file_as_a_dynamic_one(setup, tmp_pa
 
 
 def test_sharded_output_parts_and_manifest_concatenate_to_the_single_file(setup, tmp_path):
-    from compss_infer.results import read_rows
+    from compss_infer.run.results import read_rows
     model, folder, items, labels = setup
     single = str(tmp_path / "one.csv")
     assert run_cli("--model", model, "--images", folder, "--output", single, "--labels", labels,

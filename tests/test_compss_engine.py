@@ -21,12 +21,13 @@ from compss_support import (FAULTS, REAL_PYCOMPSS, ROOT, RUNCOMPSS, SRC, assert_
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec, build_config
-from compss_infer.contracts import WorkerSpec
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.errors import ConfigError, RunAborted
-from compss_infer.launch import computing_units, task_time_out
-from compss_infer.runner import run
+from compss_infer.core.errors import ConfigError, RunAborted
+from compss_infer.engines.compss_env import computing_units, task_time_out
+from compss_infer.run.runner import run
 from compss_infer.worker import classify_chunk, warm_up
 
 LAUNCH = os.path.join(ROOT, "scripts", "launch_runcompss.sh")
@@ -224,9 +225,9 @@ def test_computing_units_come_from_the_environment_the_runtime_started_with(comp
 
 def test_the_master_path_does_not_import_tensorflow(tmp_path, quadrant_model):
     code = ("import sys\n"
-            "from compss_infer import compss_app, runner\n"
-            "from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec\n"
-            "from compss_infer.contracts import WorkerSpec\n"
+            "from compss_infer import compss_app\nfrom compss_infer.run import runner\n"
+            "from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec\n"
+            "from compss_infer.core.contracts import WorkerSpec\n"
             "from compss_infer.engines import make_engine\n"
             "from compss_infer.worker import warm_up\n"
             f"spec = WorkerSpec(ModelSpec(path={quadrant_model()!r}), PreprocessSpec(mode='L'), SessionSpec())\n"
@@ -265,8 +266,8 @@ def test_without_a_runtime_pycompss_runs_the_tasks_in_the_master(tmp_path, quadr
     documented for PyCOMPSs 2.5-3.3) and compss_wait_on passes the value through; the engine still works."""
     folder, items = quadrant_images(4)
     code = ("import os, sys\n"
-            "from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec\n"
-            "from compss_infer.contracts import WorkerSpec\n"
+            "from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec\n"
+            "from compss_infer.core.contracts import WorkerSpec\n"
             "from compss_infer.engines import make_engine\n"
             "from compss_infer.worker import classify_chunk, warm_up\n"
             f"spec = WorkerSpec(ModelSpec(path={quadrant_model()!r}), PreprocessSpec(mode='L'), SessionSpec())\n"

@@ -17,11 +17,11 @@ import pytest
 from compss_support import clean_compss_env  # noqa: F401 - fixture
 
 import tinymodels as tm
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import ChunkResult, WorkerSpec
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import ChunkResult, WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.errors import ConfigError
-from compss_infer.timelimit import TimeLimitPolicy
+from compss_infer.core.errors import ConfigError
+from compss_infer.engines.timelimit import TimeLimitPolicy
 from compss_infer.worker import classify_chunk, warm_up
 
 HANG_ITERATIONS = 50_000_000  # a v1 while_loop of this many steps runs for minutes inside TensorFlow's C++

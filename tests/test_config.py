@@ -3,8 +3,8 @@ import os
 import pytest
 import yaml
 
-from compss_infer.config import build_config, parse_set
-from compss_infer.errors import ConfigError
+from compss_infer.run.config import build_config, parse_set
+from compss_infer.core.errors import ConfigError
 
 
 def write(path, data):

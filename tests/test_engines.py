@@ -7,7 +7,7 @@ import pytest
 
 import enginetasks as T
 from compss_infer.engines import make_engine
-from compss_infer.errors import ConfigError, RunAborted
+from compss_infer.core.errors import ConfigError, RunAborted
 
 
 def drain(engine, n, timeout=60):
@@ -132,7 +132,7 @@ def test_each_local_worker_owns_one_gpu_even_after_a_replacement(local):
 
 
 def test_gpu_discovery_without_tensorflow():
-    from compss_infer.sizing import visible_gpus
+    from compss_infer.run.sizing import visible_gpus
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 7"}) == ["2", "7"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []

@@ -7,7 +7,7 @@ import os
 
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.journal import Journal
+from compss_infer.run.journal import Journal
 
 
 inverted_graph = tm.inverted_graph

@@ -2,8 +2,9 @@ import os
 
 import pytest
 
-from compss_infer.errors import InputError
-from compss_infer.inputs import discover, iter_chunks, make_plan, subtract
+from compss_infer.core.errors import InputError
+from compss_infer.images.listing import discover
+from compss_infer.run.inputs import iter_chunks, make_plan, subtract
 
 
 def touch(root, rel):
@@ -72,7 +73,7 @@ def test_chunks_cover_the_plan_in_order_and_skip_covered(tmp_path):
 
 
 def test_chunk_bounds_ramp_up_then_stay_full_size():
-    from compss_infer.inputs import chunk_bounds
+    from compss_infer.run.inputs import chunk_bounds
     assert list(chunk_bounds(10, 4)) == [(0, 4), (4, 8), (8, 10)]
     assert list(chunk_bounds(40, 16, first=2)) == [(0, 2), (2, 6), (6, 14), (14, 30), (30, 40)]
     bounds = list(chunk_bounds(1000, 100, first=8))
@@ -109,7 +110,7 @@ def test_list_bom_comments_blanks_and_duplicates(tmp_path):
 
 
 def test_plan_survives_any_file_name_and_big_lists_stream_in_blocks(tmp_path, monkeypatch):
-    from compss_infer import inputs
+    from compss_infer.run import inputs
     names = ["x\ny.png", '"quoted".png', "plain.png", "é.png"]
     for n in names:
         touch(tmp_path / "i", n)

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from compss_infer.contracts import ChunkResult, TaskTiming
-from compss_infer.errors import InputError
-from compss_infer.journal import HEAD_SIZE, Journal, JournalCorrupt, Record
-from compss_infer.rows import RowFormat, format_chunk
+from compss_infer.core.contracts import ChunkResult, TaskTiming
+from compss_infer.core.errors import InputError
+from compss_infer.run.journal import HEAD_SIZE, Journal, JournalCorrupt, Record
+from compss_infer.run.rows import RowFormat, format_chunk
 
 
 def record(start, ids, errors=None, attempts=1):
@@ -95,8 +95,8 @@ def test_one_master_per_journal(tmp_path):
 
 
 def test_row_ends_survive_a_line_break_inside_a_row(tmp_path):
-    from compss_infer.results import ShardedWriter, read_rows
-    from compss_infer.rows import row_ends
+    from compss_infer.run.results import ShardedWriter, read_rows
+    from compss_infer.run.rows import row_ends
     res = ChunkResult(class_ids=np.array([1, 2, 3], np.int64), scores=np.array([0.5, 0.6, 0.7], np.float32))
     rows = format_chunk(res, ["a.png", "b\nc.png", "d,é.png"], RowFormat())
     assert rows.ends is not None and len(rows.ends) == 3

@@ -9,11 +9,11 @@ import pytest
 import tinymodels as tm
 from badimages import png_with_header
 from compss_infer.cli import main
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import WorkerSpec
-from compss_infer.errors import ConfigError, ModelError
-from compss_infer.labels import check_labels, label_for, load_labels
-from compss_infer.metrics import load_truth_csv
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import WorkerSpec
+from compss_infer.core.errors import ConfigError, ModelError
+from compss_infer.run.labels import check_labels, label_for, load_labels
+from compss_infer.run.metrics import load_truth_csv
 from compss_infer.worker import classify_chunk, warm_up
 
 
@@ -227,8 +227,8 @@ def test_unchosen_preprocessing_warns_once_and_is_recorded(tmp_path, quadrant_im
 
 
 def test_batch_rows_units():
-    from compss_infer.contracts import ModelInfo
-    from compss_infer.modelcheck import batch_rows
+    from compss_infer.core.contracts import ModelInfo
+    from compss_infer.model.outputcheck import batch_rows
     base = dict(input_name="x:0", input_dtype="float32", input_shape=(None, 2, 2, 1), input_kind="image",
                 output_name="y:0", output_dtype="float32", output_shape=(None, 3), fixed_batch=None, num_classes=3,
                 height=2, width=2, channels=1, node_count=1, function_count=0)

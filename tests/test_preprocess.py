@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compss_infer.config import PreprocessSpec
-from compss_infer.preprocess import Geometry, ImageError, decode, normalize
+from compss_infer.core.specs import PreprocessSpec
+from compss_infer.images.preprocess import Geometry, ImageError, decode, normalize
 
 
 def save(tmp_path, arr, name="x.png", mode=None, **kw):

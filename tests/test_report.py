@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import tinymodels as tm
-from compss_infer import report as reportmod
+from compss_infer.run import report as reportmod
 from compss_infer.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -4,13 +4,13 @@ import os
 import pytest
 
 import enginetasks as T
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import WorkerSpec
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.inputs import make_plan, iter_chunks
-from compss_infer.journal import Journal
-from compss_infer.progress import Progress
-from compss_infer.scheduler import Scheduler, Task, next_attempts
+from compss_infer.run.inputs import make_plan, iter_chunks
+from compss_infer.run.journal import Journal
+from compss_infer.run.progress import Progress
+from compss_infer.run.scheduler import Scheduler, Task, next_attempts
 
 
 def test_policy_retries_whole_then_splits_down_to_single_images():

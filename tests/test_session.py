@@ -3,9 +3,9 @@ import io
 
 import pytest
 
-from compss_infer.config import SessionSpec
-from compss_infer.errors import ConfigError
-from compss_infer.progress import Progress
+from compss_infer.core.specs import SessionSpec
+from compss_infer.core.errors import ConfigError
+from compss_infer.run.progress import Progress
 from compss_infer.model.session import available_cpus, check_device, config_proto, import_tf, resolve_threads
 
 tf = import_tf()

@@ -19,8 +19,8 @@ import yaml
 from compss_support import SRC, TESTS, clean_compss_env  # noqa: F401 - fixture
 import tinymodels as tm
 from compss_infer.cli import main
-from compss_infer.config import build_config
-from compss_infer.runner import run
+from compss_infer.run.config import build_config
+from compss_infer.run.runner import run
 
 H = W = 8
 
@@ -123,10 +123,10 @@ def test_local_workers_running_a_tflite_model_never_import_tensorflow(quantized,
     _, out, _, _ = quantized
     script = f"""
 import sys
-from compss_infer.config import build_config
-from compss_infer.contracts import WorkerSpec
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import WorkerSpec
 from compss_infer.engines import make_engine
-from compss_infer.runner import _engine_options
+from compss_infer.run.runner import _engine_options
 from compss_infer.worker import warm_up
 import tflite_tasks
 cfg = build_config(None, {{"model": {{"path": {out!r}}}}})
@@ -233,7 +233,7 @@ def test_settings_that_do_not_apply_to_litert_say_so(quantized, tmp_path, capsys
 def test_integer_inputs_take_raw_pixels_when_scale_and_zero_point_allow():
     from compss_infer.model.backends.litert import LiteRTPredictor
     from compss_infer.model.tflite_audit import TensorDesc
-    from compss_infer.config import PreprocessSpec
+    from compss_infer.core.specs import PreprocessSpec
 
     class Fake(LiteRTPredictor):
         def __init__(self, pre, x):  # only what _input_plan and _quantize need

@@ -11,11 +11,11 @@ import pytest
 
 import enginetasks as T
 import tinymodels as tm
-from compss_infer.config import build_config
-from compss_infer.contracts import ChunkResult, TaskTiming
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import ChunkResult, TaskTiming
 from compss_infer.engines import make_engine
-from compss_infer.errors import ConfigError
-from compss_infer.timelimit import ChunkClock, TimeLimitPolicy
+from compss_infer.core.errors import ConfigError
+from compss_infer.engines.timelimit import ChunkClock, TimeLimitPolicy
 from test_fault_injection import run_with_faults
 
 
@@ -88,7 +88,7 @@ def test_a_hung_decode_under_the_default_auto_costs_only_its_row(tmp_path):
 
 def test_a_stalled_run_says_what_it_waits_on_instead_of_an_eta():
     import io
-    from compss_infer.progress import Progress
+    from compss_infer.run.progress import Progress
     stream = io.StringIO()
     p = Progress(total=10, stream=stream, every=0.05)
     p.update(4)

@@ -17,7 +17,7 @@ def test_help_and_imports_stay_light():
     code = ("import sys\nfrom compss_infer import cli\n"
             "for cmd in ('freeze', 'inspect', 'optimize', 'report'):\n"
             "    try:\n        cli.main([cmd, '--help'])\n    except SystemExit: pass\n"
-            "import compss_infer.model.freeze, compss_infer.model.inspection, compss_infer.model.optimize, compss_infer.report, compss_infer.model.verify\n"
+            "import compss_infer.model.freeze, compss_infer.model.inspection, compss_infer.model.optimize, compss_infer.run.report, compss_infer.model.verify\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import tinymodels as tm
-from compss_infer import cache
-from compss_infer.config import ModelSpec, PreprocessSpec, SessionSpec
-from compss_infer.contracts import WorkerSpec
-from compss_infer.errors import ConfigError, ModelError
+from compss_infer.model import cache
+from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
+from compss_infer.core.contracts import WorkerSpec
+from compss_infer.core.errors import ConfigError, ModelError
 from compss_infer.worker import classify_chunk, warm_up
 
 

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["__version__", "run", "load_config"]
 
 
 def load_config(path: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None):
     """Build a validated RunConfig from a YAML file, a nested dict of overrides and --set strings."""
-    from .config import build_config
+    from .run.config import build_config
     return build_config(path, overrides, sets)
 
 
 def run(config: Any):
     """Run a classification job; ``config`` is a RunConfig or a YAML path.  Returns a RunSummary."""
-    from .config import RunConfig
-    from .runner import run as _run
+    from .core.specs import RunConfig
+    from .run.runner import run as _run
     if not isinstance(config, RunConfig):
         config = load_config(str(config))
     return _run(config)

@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import CompssInferError, os_error_line
+from ._version import __version__
+from .core.errors import CompssInferError, os_error_line
 
 STARTED = time.monotonic()  # as early as the command can tell: wall times count our start-up
 

@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from compss_infer.cli import STARTED, _setup_logging, run_guarded
     from compss_infer.commands.run import print_summary
-    from compss_infer.runflags import add_run_arguments, flags_from_args
-    from compss_infer.launch import compss_config
-    from compss_infer.runner import run
+    from compss_infer.run.flags import add_run_arguments, flags_from_args
+    from compss_infer.run.launch import compss_config
+    from compss_infer.run.runner import run
 
     p = argparse.ArgumentParser(prog="compss_app.py", description="compss-infer run, as a COMPSs application")
     add_run_arguments(p)

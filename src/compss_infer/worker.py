@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from . import cache
-from .contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
-from .errors import CompssInferError
-from .modelcheck import batch_rows, check_outputs, error_text
-from .preprocess import Geometry, ImageError, check_header, decode, normalize
+from .model import cache
+from .core.contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
+from .core.errors import CompssInferError
+from .model.outputcheck import batch_rows, check_outputs, error_text
+from .images.preprocess import Geometry, ImageError, check_header, decode, normalize
 
 
 class _Done:

@@ -11,7 +11,7 @@ if os.environ.get("COMPSS_INFER_TEST_FAULTS") == "1":
     import ctypes
     import time
 
-    import compss_infer.preprocess as _pre
+    import compss_infer.images.preprocess as _pre
 
     _real_decode = _pre.decode
 

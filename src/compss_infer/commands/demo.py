@@ -12,7 +12,7 @@ import csv
 import os
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 VARIANTS = ("digits_cnn.pb", "digits_cnn_path.pb", "digits_cnn_int8.tflite")
 MIN_ACCURACY = 0.95
@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..config import build_config
-    from ..runner import run
+    from ..run.config import build_config
+    from ..run.runner import run
     from .run import print_summary
 
     root = find_root(args.root)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 def register(sub: Any) -> None:

@@ -16,11 +16,11 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..modelfiles import check_model_path
+    from ..model.files import check_model_path
     check_model_path(args.model, "MODEL")
     from ..model.checkpoint import looks_like_checkpoint
     if looks_like_checkpoint(args.model):
-        from ..errors import ModelError
+        from ..core.errors import ModelError
         raise ModelError(f"MODEL {args.model} is a TF1 checkpoint; inspect reads frozen graphs: "
                          f"compss-infer freeze {args.model} --output MODEL.pb, then inspect MODEL.pb")
     from ..model.formats import TFLITE, model_format

@@ -34,8 +34,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..config import build_config
-    from ..errors import ModelError
+    from ..run.config import build_config
+    from ..core.errors import ModelError
     from ..model.formats import TFLITE, model_format
     import os
     if not os.path.isfile(args.model):

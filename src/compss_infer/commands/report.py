@@ -15,7 +15,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from ..run.report import write_report
     files = write_report(args.results)
     print(f"report: {files.html}")
     for path in files.images.values():

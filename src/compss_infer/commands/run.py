@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from ..runflags import RUN_FLAGS, RUN_SWITCHES, add_run_arguments, flags_from_args  # noqa: F401 - moved there
+from ..run.flags import RUN_FLAGS, RUN_SWITCHES, add_run_arguments, flags_from_args  # noqa: F401 - moved there
 
 
 def register(sub: Any) -> None:
@@ -16,7 +16,7 @@ def register(sub: Any) -> None:
 
 
 def print_summary(summary: Any, stream: Any = None) -> None:
-    from ..progress import rates_text
+    from ..run.progress import rates_text
     stream = stream or sys.stdout
     speed = rates_text(summary.images_per_s, getattr(summary, "after_first_images_per_s", None))
     line = (f"compss-infer: {summary.images} images, {summary.classified} classified, {summary.failed} failed "
@@ -33,21 +33,21 @@ def refuse_model_as_config(path: str | None) -> None:
     """A model passed where the YAML goes: say what was meant instead of a YAML parse error."""
     if not path:
         return
-    from ..errors import ConfigError
-    from ..modelfiles import model_kind
+    from ..core.errors import ConfigError
+    from ..model.files import model_kind
     kind = model_kind(path)
     if kind:
         raise ConfigError(f"{path} is a {kind} model, not a YAML config: did you mean --model {path}?")
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..config import build_config
+    from ..run.config import build_config
     refuse_model_as_config(args.config)
     flags = flags_from_args(args)
     if getattr(args, "quiet", False):
         flags.setdefault("run", {})["progress"] = False
     cfg = build_config(args.config, flags, args.sets)
-    from ..checks import refuse_early
+    from ..run.checks import refuse_early
     refuse_early(cfg)  # the instant refusals, before TensorFlow starts loading anywhere
     from ..model.formats import ignored_settings
     for note in ignored_settings(cfg.model.path, cfg.session):
@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
         # TensorFlow (or LiteRT) loads in the forkserver while we import the rest
         prestart(cfg.run.start_method, preload_modules(cfg.model.path))
     from ..cli import STARTED
-    from ..runner import run
+    from ..run.runner import run
     summary = run(cfg, started=STARTED)
     try:
         print_summary(summary)

@@ -31,8 +31,8 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..launch import SubmitOptions, check_inputs, compss_config, enqueue_command, format_command
+    from ..core.errors import ConfigError
+    from ..run.launch import SubmitOptions, check_inputs, compss_config, enqueue_command, format_command
 
     cfg = compss_config(args.config, {}, [])
     check_inputs(cfg)

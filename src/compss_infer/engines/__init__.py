@@ -1,13 +1,17 @@
 """Engines run tasks (a module-level function and its arguments) somewhere and report outcomes.
 
 They know nothing about TensorFlow or images: ``sequential`` runs tasks in this process,
-``local`` in a pool of worker processes on this node, ``compss`` as PyCOMPSs tasks.
+``local`` in a pool of worker processes on this node, ``compss`` as PyCOMPSs tasks (``compss_tasks``
+holds the decorated task functions COMPSs imports by name, ``compss_env`` the task environment).
+``timelimit`` is the one time-limit rule every engine applies.
+
+May import: ``worker``, ``model``, ``images``, ``core``; pycompss only inside the compss modules.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import Engine, Outcome
 
 __all__ = ["Engine", "Outcome", "make_engine"]

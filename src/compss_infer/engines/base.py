@@ -6,7 +6,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from ..errors import CompssInferError, ModelError
+from ..core.errors import CompssInferError, ModelError
 
 
 @dataclass

@@ -7,7 +7,7 @@ progress moves as chunks finish.  A chunk that failed (``compss_wait_on`` gives 
 a failure, and the scheduler retries and splits it down to single images.
 
 Each chunk carries its time limit (``run.task_timeout``, by default the ``auto`` rule of
-:mod:`compss_infer.timelimit`, fed by the chunks that finished): the task's supervisor kills its
+:mod:`compss_infer.engines.timelimit`, fed by the chunks that finished): the task's supervisor kills its
 child past it, so a hung chunk holds the ordered gather for at most its limit.
 
 ``$COMPSS_INFER_CU`` is read by the COMPSs master JVM from its own environment at start-up, so
@@ -29,10 +29,10 @@ from dataclasses import replace
 from multiprocessing import connection
 from typing import Any, Callable
 
-from ..contracts import ChunkResult, ModelInfo, WorkerSpec
-from ..errors import ConfigError, RunAborted
-from ..launch import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
-from ..timelimit import ChunkClock, TimeLimitPolicy
+from ..core.contracts import ChunkResult, ModelInfo, WorkerSpec
+from ..core.errors import ConfigError, RunAborted
+from .compss_env import CU_ENV, TIME_OUT_ENV, computing_units, task_time_out
+from .timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, portable_error
 
 log = logging.getLogger("compss_infer")

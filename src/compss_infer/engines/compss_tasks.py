@@ -35,9 +35,9 @@ from pycompss.api.constraint import constraint
 from pycompss.api.parameter import FILE_IN
 from pycompss.api.task import task
 
-from ..contracts import ChunkResult, WorkerSpec
-from ..errors import CompssInferError, RunAborted
-from ..launch import TIME_OUT_ENV
+from ..core.contracts import ChunkResult, WorkerSpec
+from ..core.errors import CompssInferError, RunAborted
+from .compss_env import TIME_OUT_ENV
 from ..worker import classify_chunk, warm_up
 from .base import failure_text
 

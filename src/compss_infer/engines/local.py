@@ -4,7 +4,7 @@ Why not multiprocessing.Pool / ProcessPoolExecutor: one dies for good when a wor
 (BrokenProcessPool), the other hangs.  Here each worker has its own pipe; the master waits on the
 pipes and the process sentinels together, so a worker that dies (segfault, OOM kill, SIGKILL) or
 runs past its time limit (``run.task_timeout``, by default the ``auto`` rule of
-:mod:`compss_infer.timelimit`) is noticed at once, its task is reported failed, and a replacement is
+:mod:`compss_infer.engines.timelimit`) is noticed at once, its task is reported failed, and a replacement is
 started.  Workers start with ``forkserver`` (TensorFlow imported once in the server, so a new
 worker is ready in a fraction of a second and pages are shared) or ``spawn``; never plain fork,
 which hangs once the parent has used TensorFlow.
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Any, Callable
 
-from ..errors import CompssInferError, RunAborted
-from ..timelimit import ChunkClock, TimeLimitPolicy
+from ..core.errors import CompssInferError, RunAborted
+from .timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, describe_exit, failure_text, portable_error
 
 log = logging.getLogger("compss_infer")
@@ -84,7 +84,7 @@ class _Worker:
     born: float = field(default_factory=time.monotonic)
 
 
-PRELOAD = ["compss_infer._preload"]  # the default: TensorFlow (callers pass the model's own list)
+PRELOAD = ["compss_infer.model.backends.tf_preload"]  # the default: TensorFlow (callers pass the model's own list)
 
 
 class _ChildrenIgnoreSigint:

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 INDEX_FILE = "checkpoint"  # what tf.compat.v1.train.Saver writes beside its checkpoints
 _ENTRY = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')

@@ -8,7 +8,7 @@ TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of eve
 # What the local engine's forkserver imports before forking workers, per model kind: a .tflite
 # worker never imports TensorFlow (about 3 s and 560 MB saved per worker).
 _PRELOAD = {
-    GRAPHDEF: ("compss_infer._preload",),
+    GRAPHDEF: ("compss_infer.model.backends.tf_preload",),
     TFLITE: ("numpy", "PIL.Image", "ai_edge_litert.interpreter", "compss_infer.worker"),
 }
 
@@ -26,7 +26,7 @@ def model_format(path: str, head: bytes | None = None) -> str:
     """
     if head is not None and is_tflite_bytes(head):
         return TFLITE
-    from ..modelfiles import model_kind
+    from .files import model_kind
     return TFLITE if model_kind(path) == "TFLite" else GRAPHDEF
 
 

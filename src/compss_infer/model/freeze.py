@@ -17,10 +17,10 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .. import __version__
-from ..atomic import write_bytes
-from ..config import card_path_for
-from ..errors import InputError, ModelError
+from .._version import __version__
+from ..core.atomic import write_bytes
+from .files import card_path_for
+from ..core.errors import InputError, ModelError
 from .graph import tensor_name
 from .session import import_tf
 from .verify import VERIFY_BATCH, Check, compare, random_value, run_graph
@@ -256,7 +256,7 @@ def _keep_user_choices(card: dict[str, Any], old_path: str) -> list[str]:
 
 
 def write_card(path: str, card: dict[str, Any], header: str) -> None:
-    from ..results import write_atomically
+    from ..core.atomic import write_atomically
     write_atomically(path, lambda fh: (fh.write(f"# {header}\n"), yaml.safe_dump(card, fh, sort_keys=False)))
 
 

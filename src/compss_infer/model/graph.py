@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ModelSpec, PreprocessSpec
-from ..contracts import ModelInfo
-from ..errors import ConfigError, ModelError
+from ..core.specs import ModelSpec, PreprocessSpec
+from ..core.contracts import ModelInfo
+from ..core.errors import ConfigError, ModelError
 from .oplist import is_allowed, reason
 from .session import import_tf
 
@@ -232,7 +232,7 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
         if kind in ("image", "unbatched"):
             gh, gw, gc = in_shape[-3:]
             if gc is not None and gc != want_c:
-                from ..preprocess import channel_hint
+                from ..images.preprocess import channel_hint
                 raise ModelError(f"input {_describe(x)} wants {gc} channels but preprocess.mode={pre.mode} gives "
                                  f"{want_c}: {channel_hint(gc)}")
             if pre.size is not None and ((gh is not None and gh != pre.size[0]) or (gw is not None and gw != pre.size[1])):

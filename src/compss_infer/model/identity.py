@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .checkpoint import locate_checkpoint, looks_like_checkpoint
 
 

@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import graph as graphmod
-from ..config import ModelSpec, card_path_for, load_yaml
-from ..errors import CompssInferError
+from ..core.specs import ModelSpec
+from .files import card_path_for
+from ..core.yamlfile import load_yaml
+from ..core.errors import CompssInferError
 
 
 @dataclass

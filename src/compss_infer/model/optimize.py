@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from . import graph as graphmod
-from ..config import ModelSpec, card_path_for, load_yaml
-from ..errors import InputError, ModelError
+from ..core.specs import ModelSpec
+from .files import card_path_for
+from ..core.yamlfile import load_yaml
+from ..core.errors import InputError, ModelError
 from .freeze import write_graph_def
 from .session import import_tf
 from .verify import VERIFY_BATCH, Check, TempImages, compare, random_value, run_graph
@@ -176,7 +178,7 @@ def optimize_model(model: str, output: str, input_name: str | None = None, outpu
         if os.path.abspath(new_card) != os.path.abspath(card) and (overwrite or not os.path.exists(new_card)):
             with open(card, encoding="utf-8") as fh:
                 text = fh.read()
-            from ..results import write_atomically
+            from ..core.atomic import write_atomically
             write_atomically(new_card, lambda fh: fh.write(
                 f"# Copied by compss-infer optimize from {os.path.basename(card)} "
                 f"(same tensors; the graph is {os.path.basename(output)})\n" + text))

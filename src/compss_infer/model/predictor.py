@@ -15,11 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import graph as graphmod
-from ..contracts import ModelInfo, WorkerSpec
-from ..errors import ModelError
-from ..modelcheck import error_text
+from ..core.contracts import ModelInfo, WorkerSpec
+from ..core.errors import ModelError
+from .outputcheck import error_text
 from .session import check_device, config_proto, import_tf, resolve_threads
-from ..sizing import auto_batch
+from .batching import auto_batch
 
 
 class Predictor:

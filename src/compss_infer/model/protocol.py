@@ -6,12 +6,12 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..contracts import ModelInfo
+from ..core.contracts import ModelInfo
 
 
 @runtime_checkable
 class Predictor(Protocol):
-    """A loaded, checked, warmed-up model in this process (cached by ``compss_infer.cache``).
+    """A loaded, checked, warmed-up model in this process (cached by ``compss_infer.model.cache``).
 
     ``info``: the tensors and kinds the worker needs (ModelInfo).  ``input_dtype``: what dtype
     ``preprocess.normalize`` must produce (uint8 = raw pixels; None for path inputs).  ``infer``

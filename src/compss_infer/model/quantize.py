@@ -21,12 +21,13 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
-from ..atomic import atomic_open, write_bytes
-from ..config import RunConfig, card_path_for
-from ..contracts import WorkerSpec
-from ..errors import CompssInferError, InputError, ModelError
-from ..inputs import discover, is_image_name, read_list
-from ..preprocess import Geometry, ImageError, decode, normalize
+from ..core.atomic import atomic_open, write_bytes
+from ..core.specs import RunConfig
+from .files import card_path_for
+from ..core.contracts import WorkerSpec
+from ..core.errors import CompssInferError, InputError, ModelError
+from ..images.listing import discover, is_image_name, read_list
+from ..images.preprocess import Geometry, ImageError, decode, normalize
 from .quiet import quiet_stderr
 
 DEFAULT_SAMPLES = 300

@@ -10,8 +10,8 @@ import sys
 import tempfile
 from typing import Any
 
-from ..config import SessionSpec
-from ..errors import ConfigError
+from ..core.specs import SessionSpec
+from ..core.errors import ConfigError
 
 
 def import_tf(quiet: bool = True, keras: bool = False) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..core.errors import InputError, ModelError
 from .graph import tensor_name
 from .session import import_tf
 from .checkpoint import CheckpointFiles

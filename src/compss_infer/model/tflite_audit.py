@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .formats import is_tflite_bytes
 
 _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
@@ -58,7 +58,7 @@ def _schema() -> Any:
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        from ..errors import MissingDependency
+        from ..core.errors import MissingDependency
         raise MissingDependency("running a .tflite model needs the ai-edge-litert package "
                                 "(pip install 'ai-edge-litert>=2.3,<2.4')") from None
     return schema

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import card_path_for
+from .files import card_path_for
 from .graph import input_layout
 from .tflite_audit import TensorDesc, read_tflite
 

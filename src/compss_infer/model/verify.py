@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .session import import_tf
 
 VERIFY_BATCH = 4

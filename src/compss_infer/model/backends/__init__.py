@@ -5,7 +5,7 @@ flatbuffer in LiteRT's interpreter (never imports TensorFlow).
 """
 from __future__ import annotations
 
-from ...contracts import WorkerSpec
+from ...core.contracts import WorkerSpec
 from ..formats import TFLITE, model_format
 from ..protocol import Predictor
 

@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...contracts import ModelInfo, WorkerSpec
-from ...errors import ConfigError, ModelError
+from ...core.contracts import ModelInfo, WorkerSpec
+from ...core.errors import ConfigError, ModelError
 from ..graph import input_layout
 from ..session import resolve_threads
-from ...sizing import auto_batch
+from ..batching import auto_batch
 from ..batching import run_in_slices
 from ..quiet import quiet_stderr
 from ..tflite_audit import TensorDesc, TfliteModel, check_safety, read_tflite

@@ -1,4 +1,5 @@
-"""Default sizes chosen from the machine and the model: workers, batch size, chunk size.
+"""Default sizes chosen from the machine and the model: workers and chunk size (the batch size
+default is ``model/batching.auto_batch``: the backends need it too).
 
 Rules (measured on 2-core machines, see docs/benchmarks.md): several single-threaded workers
 beat one multi-threaded session, so the local engine runs one worker per core with one intra-op
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import math
 
-from .model.session import available_cpus
+from ..model.session import available_cpus
 
 WORKER_BASE_BYTES = 450 * 2**20  # TensorFlow runtime + Python, per process (shared in part under forkserver)
-BATCH_PIXEL_BUDGET = 1_000_000  # input values per batch (uint8 count, before float conversion)
-MAX_BATCH = 256
 MAX_CHUNK = 1024
 
 
@@ -54,17 +53,6 @@ def auto_workers(model_bytes: int, cpus: int | None = None) -> int:
         return cpus
     per_worker = WORKER_BASE_BYTES + 4 * model_bytes
     return max(1, min(cpus, int(0.8 * avail) // per_worker))
-
-
-def auto_batch(height: int | None, width: int | None, channels: int | None, fixed: int | None,
-               takes_paths: bool) -> int:
-    """Largest power of two that keeps a batch near the pixel budget (1..MAX_BATCH)."""
-    if fixed:
-        return fixed if not takes_paths else max(1, fixed)
-    if takes_paths or not (height and width and channels):
-        return 32
-    per_image = height * width * channels
-    return int(min(MAX_BATCH, max(1, 2 ** math.floor(math.log2(max(1, BATCH_PIXEL_BUDGET // per_image))))))
 
 
 def auto_chunk(images: int, workers: int, batch: int, per_worker: int = 8) -> int:

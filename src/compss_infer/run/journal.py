@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import CompssInferError, InputError
+from ..core.errors import CompssInferError, InputError
 
 FORMAT_VERSION = 2
 MAGIC = b"CIJ2"

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .contracts import ChunkResult
+from ..core.contracts import ChunkResult
 from .inputs import absolute, decode_lines
 from .labels import label_for
 from .results import WRITERS, Row

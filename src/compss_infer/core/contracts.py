@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ModelSpec, PreprocessSpec, SessionSpec
+from .specs import ModelSpec, PreprocessSpec, SessionSpec
 
 
 @dataclass(frozen=True)

@@ -21,27 +21,28 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .config import RunConfig
-from .contracts import ModelInfo, WorkerSpec
-from .engines import make_engine
-from .errors import (CompssInferError, ConfigError, InputError, ModelError, RunAborted, is_disk_full,
-                     os_error_line, os_reason)
+from .._version import __version__
+from ..core.specs import RunConfig
+from ..core.contracts import ModelInfo, WorkerSpec
+from ..engines import make_engine
+from ..core.errors import (CompssInferError, ConfigError, InputError, ModelError, RunAborted, is_disk_full,
+                           os_error_line, os_reason)
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
-from .model.identity import model_identity, ranges_by_id, sha256_file
+from ..model.identity import model_identity, ranges_by_id, sha256_file
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
 from .labels import check_labels, load_labels
-from .results import header_bytes, write_atomically, write_atomically_bytes, write_json
+from .results import header_bytes, write_json
+from ..core.atomic import write_atomically, write_atomically_bytes
 from .results import MANIFEST, ShardedWriter, is_sharded
 from .rows import RowFormat, row_ends
 from .scheduler import Scheduler
-from .model.session import available_cpus
-from .timelimit import TimeLimitPolicy
+from ..model.session import available_cpus
+from ..engines.timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
-from .worker import classify_chunk, warm_up
+from ..worker import classify_chunk, warm_up
 from .advice import unchosen_preprocessing
 
 log = logging.getLogger("compss_infer")
@@ -115,7 +116,7 @@ def _changed(header: dict[str, Any], parts: dict[str, str]) -> str:
 
 
 def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, Any]:
-    from .model.formats import preload_modules
+    from ..model.formats import preload_modules
     r = cfg.run
     return {"workers": workers, "start_method": r.start_method,
             "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),

@@ -13,9 +13,9 @@ import os
 from collections import OrderedDict
 from typing import Any
 
-from .contracts import WorkerSpec
-from .errors import ModelError
-from .model.identity import model_identity
+from ..core.contracts import WorkerSpec
+from ..core.errors import ModelError
+from .identity import model_identity
 
 MAX_ENTRIES = 2
 _CACHE: "OrderedDict[tuple[Any, ...], Any]" = OrderedDict()
@@ -32,8 +32,8 @@ def file_identity(path: str) -> tuple[str, int, int]:
 
 def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     """(predictor, loaded_now).  Threads from COMPSS_NUM_THREADS are part of the key."""
-    from .model.graph import read_model_bytes
-    from .model.backends import load_predictor
+    from .graph import read_model_bytes
+    from .backends import load_predictor
 
     identity = model_identity(spec.model.path)
     key = (identity.key, spec.load_key(), os.environ.get("COMPSS_NUM_THREADS"))
@@ -44,8 +44,8 @@ def get_predictor(spec: WorkerSpec) -> tuple[Any, bool]:
     for old in [k for k in _CACHE if k[1][0].path == spec.model.path]:
         _CACHE.pop(old).close()
     if identity.kind == "checkpoint":  # frozen in memory, once per worker and checkpoint entry
-        from .model.tf1 import frozen_for_run
-        from .model.predictor import Predictor
+        from .tf1 import frozen_for_run
+        from .predictor import Predictor
         data, named = frozen_for_run(identity.path, spec)  # named: the spec with the tensors it chose
         predictor = Predictor(named, data)
         predictor.model_id = f"{identity.name}:{predictor.model_id}"

@@ -59,3 +59,15 @@ def target_of(path: str) -> str:
 def write_bytes(path: str, data: bytes) -> None:
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+def write_atomically(path: str, writer: Any) -> None:
+    """Call ``writer(fh)`` on a text file that replaces ``path`` only once complete."""
+    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        writer(fh)
+
+
+def write_atomically_bytes(path: str, writer: Any) -> None:
+    """Call ``writer(fh)`` on a binary file that replaces ``path`` only once complete."""
+    with atomic_open(path, "wb") as fh:
+        writer(fh)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .contracts import ModelInfo
-from .errors import ConfigError, ModelError
+from ..core.contracts import ModelInfo
+from ..core.errors import ConfigError, ModelError
 
 _BATCHED = ("image", "flat", "path_batch")
 

@@ -1,4 +1,4 @@
-"""Run configuration: typed dataclasses, YAML + flag + ``--set`` layering, strict validation.
+"""Run configuration: YAML + flag + ``--set`` layering and strict validation into ``core/specs.py``'s dataclasses.
 
 Precedence, lowest first: built-in defaults, the model card beside the model (``<model>.yaml``),
 the YAML config file, command-line flags, ``--set section.key=value``.  Relative paths are resolved
@@ -11,108 +11,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from .errors import ConfigError
-
-PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS default
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-MODES = ("L", "RGB", "BGR")
-ENGINES = ("local", "sequential", "compss")
-FORMATS = ("csv", "jsonl")
-START_METHODS = ("forkserver", "spawn")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which graph to run and how to talk to it."""
-
-    path: str
-    input: str | None = None
-    output: str | None = None
-    feeds: tuple[tuple[str, Any], ...] = ()
-    labels: str | None = None
-    card: str | None = None
-    allow_unsafe_ops: bool = False
-    label_offset: int = 0  # class i is named by labels line i - offset (1: TF-slim background class 0)
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """How a file becomes a model input (Pillow, on the worker)."""
-
-    size: tuple[int, int] | None = None  # (H, W); None = take it from the graph
-    mode: str = "RGB"
-    resize: str = "bilinear"
-    crop: float = 1.0
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    exif_transpose: bool = True
-    max_pixels: int = PILLOW_MAX_PIXELS
-
-
-@dataclass(frozen=True)
-class SessionSpec:
-    """tf.compat.v1.Session options. ``None`` threads = decided per worker at run time."""
-
-    inter_op_threads: int | None = None
-    intra_op_threads: int | None = None
-    opt_level: str = "L1"
-    jit: bool = False
-    device: str = "cpu"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What to classify, where results go, and how the work is spread."""
-
-    images: str | None = None
-    image_list: str | None = None
-    output: str | None = None
-    format: str | None = None
-    engine: str = "local"
-    workers: int | None = None
-    batch_size: int | None = None
-    chunk_size: int | None = None
-    top_k: int = 1
-    overwrite: bool = False
-    resume: bool = False
-    progress: bool = True
-    max_retries: int = 2
-    task_timeout: float | str | None = "auto"  # "auto" | seconds | None ("none"); see timelimit.py
-    task_timeout_floor: float = 60.0  # the auto rule's floor (seconds)
-    truth: str | None = None
-    truth_from_folders: bool = False
-    start_method: str = "forkserver"
-    window: int | None = None
-    stage_model: bool = False
-    report: bool = False
-    shard_rows: int | None = None  # with --output DIR/: part-00000.<fmt> ... of this many rows + manifest.json
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The whole, validated configuration of one run."""
-
-    model: ModelSpec
-    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
-    session: SessionSpec = field(default_factory=SessionSpec)
-    run: RunSpec = field(default_factory=RunSpec)
-    # "section.key" of every value some layer (card, file, flag, --set) set: to tell a default nobody chose
-    chosen: frozenset[str] = field(default=frozenset(), compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, YAML/JSON-serialisable form (for summaries and fingerprints)."""
-        d = asdict(self)
-        d.pop("chosen", None)
-        d["model"]["feeds"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model.feeds}
-        for key in ("size", "mean", "std"):
-            value = d["preprocess"][key]
-            d["preprocess"][key] = list(value) if value is not None else None
-        return d
+from ..core.errors import ConfigError
+from ..core.specs import (ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
+                          RunConfig, RunSpec, SessionSpec)
+from ..core.yamlfile import load_yaml
+from ..model.files import card_path_for
 
 
 # --------------------------------------------------------------------------- schema
@@ -303,6 +210,7 @@ CARD_SECTIONS = ("model", "preprocess")
 
 # --------------------------------------------------------------------------- layering
 
+
 def _resolve_paths(tree: dict[str, Any], base: str | None) -> dict[str, Any]:
     """Make path values absolute against ``base`` (the folder of the file that named them)."""
     out = copy.deepcopy(tree)
@@ -342,24 +250,6 @@ def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_yaml(path: str, what: str = "config") -> Any:
-    """Read a YAML file; any problem is a one-line ConfigError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} file {path}: {exc.strerror}") from None
-    except (UnicodeDecodeError, ValueError):
-        raise ConfigError(f"{what} file {path} is not text (not UTF-8): give a YAML file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{what} file {path}{where}: invalid YAML ({problem})") from None
-
-
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``section.key=value`` strings -> nested dict; the value is parsed as YAML."""
     tree: dict[str, dict[str, Any]] = {}
@@ -376,11 +266,6 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
     return tree
-
-
-def card_path_for(model_path: str) -> str:
-    """The model card that sits beside a model: ``digits.pb`` -> ``digits.yaml``."""
-    return os.path.splitext(model_path)[0] + ".yaml"
 
 
 def _load_card(path: str) -> dict[str, Any]:

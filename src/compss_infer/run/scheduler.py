@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .contracts import ChunkResult, WorkerSpec
-from .engines.base import Engine
+from ..core.contracts import ChunkResult, WorkerSpec
+from ..engines.base import Engine
 from .inputs import Chunk, Lines
 from .journal import Journal, Record
 from .progress import Progress

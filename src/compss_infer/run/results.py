@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from .atomic import atomic_open
-from .errors import InputError
+from ..core.atomic import atomic_open, write_atomically
+from ..core.errors import InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
@@ -142,18 +142,6 @@ def special_file_kind(path: str) -> str | None:
         if test(mode):
             return name
     return None
-
-
-def write_atomically(path: str, writer: Any) -> None:
-    """Call ``writer(fh)`` on a text file that replaces ``path`` only once complete."""
-    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        writer(fh)
-
-
-def write_atomically_bytes(path: str, writer: Any) -> None:
-    """Call ``writer(fh)`` on a binary file that replaces ``path`` only once complete."""
-    with atomic_open(path, "wb") as fh:
-        writer(fh)
 
 
 def is_sharded(output: str) -> bool:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import ModelError
-from .model.checkpoint import looks_like_checkpoint  # the rule itself lives with the checkpoint code
+from ..core.errors import ModelError
+from .checkpoint import looks_like_checkpoint  # the rule itself lives with the checkpoint code
 
 GRAPH_EXTENSIONS = (".pb", ".pbtxt")
 MODEL_EXTENSIONS = (".pb", ".pbtxt", ".tflite")
@@ -101,3 +101,8 @@ def check_model_path(path: str, flag: str = "--model") -> None:
         raise ModelError(f"{flag} {path} is a Keras model; {freeze}")
     if not os.path.isfile(path):
         raise ModelError(f"{flag} {path} is not a regular file")
+
+
+def card_path_for(model_path: str) -> str:
+    """The model card that sits beside a model: ``digits.pb`` -> ``digits.yaml``."""
+    return os.path.splitext(model_path)[0] + ".yaml"

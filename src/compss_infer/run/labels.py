@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def load_labels(path: str | None) -> list[str] | None:

@@ -1,8 +1,8 @@
 """Warnings about choices nobody made: said once on stderr and kept in the run's summary."""
 from __future__ import annotations
 
-from .config import RunConfig
-from .contracts import ModelInfo
+from ..core.specs import RunConfig
+from ..core.contracts import ModelInfo
 
 
 def unchosen_preprocessing(cfg: RunConfig, info: ModelInfo) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from .config import PreprocessSpec
+from ..core.specs import PreprocessSpec
 
 Image.init()  # register every plugin now, so the allow-list below can name them
 # Our own check (preprocess.max_pixels, default Pillow's limit) replaces Pillow's, so that a user

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import __version__
-from .atomic import write_bytes
-from .errors import InputError, MissingDependency
+from .._version import __version__
+from ..core.atomic import write_bytes
+from ..core.errors import InputError, MissingDependency
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'compss-infer[report]'"
 MAX_ANNOTATED_CLASSES = 30

@@ -8,7 +8,7 @@ multiprocessing's own os._exit and never run this handler.
 import atexit
 import os
 
-from .model.session import import_tf
+from ..session import import_tf
 
 import_tf()
 atexit.register(os._exit, 0)

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def load_truth_csv(path: str) -> dict[str, int]:

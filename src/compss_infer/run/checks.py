@@ -11,10 +11,10 @@ import os
 import stat
 import tempfile
 
-from .config import RunConfig
-from .errors import ConfigError, InputError, os_reason
-from .model.checkpoint import locate_checkpoint, looks_like_checkpoint
-from .modelfiles import check_model_path
+from ..core.specs import RunConfig
+from ..core.errors import ConfigError, InputError, os_reason
+from ..model.checkpoint import locate_checkpoint, looks_like_checkpoint
+from ..model.files import check_model_path
 from .results import check_output, format_for, refuse_special
 
 MIN_FREE_BYTES = 1 << 20  # below this nothing useful fits: refuse as "no space left"
