@@ -76,26 +76,36 @@ def test_demo_through_launch_runcompss_matches_the_local_engine(tmp_path):
     assert out.read_bytes() == local.read_bytes()
 
 
-def test_poison_image_costs_only_its_own_row(tmp_path, quadrant_model, quadrant_images):
+def test_poison_image_costs_only_its_row_and_a_staged_model_needs_no_shared_folder(tmp_path, quadrant_images):
     """A real poison image.  No decoder bug that crashes a process is at hand, so tests/faults/
     sitecustomize.py (on the PYTHONPATH of this test's processes only, with COMPSS_INFER_TEST_FAULTS=1)
     makes decoding a file that starts with b"POISON" segfault for real (a NULL read).  The chunk
     holding it fails, is split down to the single image, and only that row fails.  runcompss
-    passes the app's exit code 1 on, and so does launch_runcompss.sh."""
-    model = quadrant_model()
+    passes the app's exit code 1 on, and so does launch_runcompss.sh.
+
+    The model is staged (run.stage_model: a FILE_IN parameter, copied by COMPSs into the worker's
+    working dir) to a worker that runs in its own mount namespace with the model's folder hidden (an
+    empty tmpfs over it: ``COMPSS_FAKE_WORKER_HIDE``), as on a node with no shared disk; the images
+    stay shared.  A .pbtxt: the task must also cope with the renamed copy behind its sandbox link."""
+    models = tmp_path / "models"
+    models.mkdir()
+    model = tm.write_graph(tm.quadrant_graph(), str(models / "quad.pbtxt"))
     folder, items = quadrant_images(200)
     poison = items[57][0]
     with open(os.path.join(folder, poison), "wb") as fh:
         fh.write(b"POISON" + bytes(64))
     out = tmp_path / "out.csv"
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(flags(model, folder, str(out), chunk_size=20, max_retries=0)))
-    proc = launch(tmp_path, config, env=launch_env(str(tmp_path), FAULTS, cpus="1", COMPSS_INFER_TEST_FAULTS="1"))
+    config.write_text(yaml.safe_dump(flags(model, folder, str(out), chunk_size=20, max_retries=0, stage_model=True)))
+    proc = launch(tmp_path, config, env=launch_env(str(tmp_path), FAULTS, cpus="1", COMPSS_INFER_TEST_FAULTS="1",
+                                                   COMPSS_FAKE_WORKER_HIDE=str(models)))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "exit status 1 (finished, some images failed)" in proc.stdout and "Error running application" in proc.stdout
     # The task's child really crashed; the executor did not (a dead one would never be replaced)
     assert "SIGSEGV" in proc.stdout + proc.stderr
-    assert not [e for e in trace(run_log_dir(str(tmp_path))) if e["event"] == "executor died"]
+    events = trace(run_log_dir(str(tmp_path)))
+    assert not [e for e in events if e["event"] == "executor died"]
+    assert {e["signature"] for e in events if e["event"] == "job"} == {f"{TASKS}._classify_task_staged"}
     got = {r["path"]: r for r in rows(out)}
     assert list(got) == [rel for rel, _ in items]
     assert got[poison]["error"].startswith("TaskFailed: worker process") and "SIGSEGV" in got[poison]["error"]
@@ -103,23 +113,6 @@ def test_poison_image_costs_only_its_own_row(tmp_path, quadrant_model, quadrant_
     for rel, q in items:
         if rel != poison:
             assert got[rel]["error"] == "" and int(got[rel]["class_id"]) == q
-
-
-def test_a_staged_model_reaches_a_worker_that_cannot_see_the_masters_folder(tmp_path, quadrant_images):
-    """run.stage_model: the model is a FILE_IN parameter, copied by COMPSs into the worker's working
-    dir.  The worker here runs in its own mount namespace with the model's folder hidden (an empty
-    tmpfs over it: ``COMPSS_FAKE_WORKER_HIDE``), as on a node with no shared disk; images stay shared."""
-    models = tmp_path / "models"
-    models.mkdir()
-    model = tm.write_graph(tm.quadrant_graph(), str(models / "quad.pbtxt"))
-    folder, _ = quadrant_images(12)
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(flags(model, folder, str(tmp_path / "out.csv"), chunk_size=3, stage_model=True)))
-    proc = launch(tmp_path, config, env=launch_env(str(tmp_path), COMPSS_FAKE_WORKER_HIDE=str(models)))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    reference = str(tmp_path / "sequential.csv")
-    run(build_config(None, flags(model, folder, reference, chunk_size=3, engine="sequential")))
-    assert Path(tmp_path / "out.csv").read_bytes() == Path(reference).read_bytes()
 
 
 # ----------------------------------------------------------------------------- in process (shared runtime)
@@ -259,28 +252,6 @@ def test_the_model_check_error_is_raised_by_preflight_before_any_task(compss_mas
         engine.preflight()
     engine.close(abort=True)
     assert not compss_master.tasks()  # nothing reached COMPSs
-
-
-def test_without_a_runtime_pycompss_runs_the_tasks_in_the_master(tmp_path, quadrant_model, quadrant_images):
-    """Plain python with the real binding importable but no runcompss: tasks run in the caller (as
-    documented for PyCOMPSs 2.5-3.3) and compss_wait_on passes the value through; the engine still works."""
-    folder, items = quadrant_images(4)
-    code = ("import os, sys\n"
-            "from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec\n"
-            "from compss_infer.core.contracts import WorkerSpec\n"
-            "from compss_infer.engines import make_engine\n"
-            "from compss_infer.worker import classify_chunk, warm_up\n"
-            f"spec = WorkerSpec(ModelSpec(path={quadrant_model()!r}), PreprocessSpec(mode='L'), SessionSpec())\n"
-            f"paths = [os.path.join({folder!r}, rel) for rel in {[rel for rel, _ in items]!r}]\n"
-            "engine = make_engine('compss'); engine.start(warm_up, spec)\n"
-            "engine.submit(7, classify_chunk, spec, paths)\n"
-            "(outcome,) = engine.poll(0); engine.close(abort=True)\n"
-            "print(outcome.key, outcome.failure, outcome.value.class_ids.tolist())\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=subprocess_env(str(tmp_path), REAL_PYCOMPSS, COMPSS_INFER_CU="1"))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"7 None {[q for _, q in items]}"
-    assert "no COMPSs runtime" in proc.stderr
 
 
 def test_a_staged_model_is_kept_by_the_path_of_its_renamed_copy(tmp_path):

@@ -119,7 +119,7 @@ def test_a_dead_executor_is_not_replaced_and_its_slot_fails_the_jobs_it_takes(tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (died,) = [e for e in events if e["event"] == "executor died"]
     live = [p for p in out["pids"] if p != died["pid"]]
-    assert out["dead"] is None and out["took"] < 5 + 4  # the monitor looks every 5 s
+    assert out["dead"] is None and out["took"] < 30  # the monitor looks every 5 s (a loaded machine: more)
     assert "monitor has detected that executor process" in proc.stderr
     later = jobs_of(events, "where")[2:]
     on_dead = [j for j in later if j["pid"] == died["pid"]]
