@@ -117,16 +117,13 @@ def shared_runtime(tmp_path_factory):
     root = tmp_path_factory.mktemp("compss-session")
     env = {"COMPSS_INFER_CU": "1", "COMPSS_INFER_TEST_FAULTS": "1", "TMPDIR": str(root),
            "PYTHONPATH": os.pathsep.join([FAULTS, SRC, TESTS, os.environ.get("PYTHONPATH", "")])}
-    t0 = time.monotonic()
     runtime = inprocess.start(real_python=REAL_PYCOMPSS, log_dir=str(root / "logs"), working_dir=str(root / "worker"),
                               cpus=2, gpus=1, log_level="debug", pythonpath=os.pathsep.join([SRC, TESTS]), env=env)
-    runtime.started_in = time.monotonic() - t0
     yield runtime
-    pids = runtime.executor_pids()
     runtime.cancel_all()  # a task a failed test left behind (or one that stays Blocked) must not hold the stop
     inprocess.stop()
-    import psutil
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not runtime.node.left_behind, runtime.node.left_behind  # nothing outlived the worker's stop
+    assert_no_strays(str(root))
 
 
 def shared_master(runtime, monkeypatch):

@@ -63,6 +63,7 @@ def test_rotation_sandboxes_var_snapshot_pinning_gpus_file_in_and_exit_code(tmp_
         out["gpu"] = compss_wait_on(T.where_gpu())
         out["after_gpu"] = compss_wait_on(T.where())
         out["staged"] = compss_wait_on(T.read_staged({str(tmp_path / "model.txt")!r}))
+        out["chain"] = compss_wait_on(T.plus(T.plus(1, 2), 10))  # a future passed on: a dependency
         out["atexit"] = compss_wait_on(T.leave_atexit({str(marker)!r}))
         print("RESULT " + json.dumps(out))
         sys.exit(3)
@@ -103,6 +104,9 @@ def test_rotation_sandboxes_var_snapshot_pinning_gpus_file_in_and_exit_code(tmp_
     link, real, text = out["staged"]
     assert text == "weights" and link == os.path.join(os.path.dirname(link), "model.txt")
     assert re.fullmatch(r"d\d+v1_\d+\.IT", os.path.basename(real)) and "sandBox/job_" in link
+    # A future passed to a task: it waits for the producer and reads its renamed result.
+    first, second = [e for e in events if e["event"] == "task" and e["signature"] == "fake_tasks.plus"]
+    assert out["chain"] == 13 and second["depends"] == [first["task"]]
     # Executors are forked children of the piper worker: their atexit handlers never run.
     assert isinstance(out["atexit"], int) and not marker.exists()
 
