@@ -232,7 +232,10 @@ class Runtime:
             if p.direction == 1:
                 p.version.state = "available" if state == "done" else "null"
                 if state != "done" and p.version.worker_path and not os.path.exists(p.version.worker_path):
-                    open(p.version.worker_path, "wb").close()  # Executor: empty results for a failed task
+                    try:  # Executor.java: a failed task's outputs are created empty (producesEmptyResultsOnFailure)
+                        open(p.version.worker_path, "wb").close()
+                    except OSError:
+                        pass
             if p.direction == 0:
                 self.data.release(p.version)
             else:
