@@ -96,6 +96,7 @@ class SharedMaster:
 
     def __init__(self, runtime):
         self.runtime = runtime
+        self.tmp = runtime.environ["TMPDIR"]  # the workers' temp folder (nodeprocs tells our processes by it)
         self.first_job = len(runtime.jobs)
         self.first_task = len(runtime.tasks)
 

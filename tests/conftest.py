@@ -8,7 +8,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # tinymodels, badimages
-# Child processes (stand-in executors, CLI subprocesses) import the test helper modules too.
+# Child processes (COMPSs executors, CLI subprocesses) import the test helper modules too.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
 ROOT = os.path.dirname(HERE)
 

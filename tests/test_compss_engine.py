@@ -118,32 +118,27 @@ def test_poison_image_costs_only_its_row_and_a_staged_model_needs_no_shared_fold
 # ----------------------------------------------------------------------------- in process (shared runtime)
 
 def test_a_task_child_sigkilled_mid_run_loses_no_image(compss_master, tmp_path, quadrant_images):
-    """This process is the master; the child process of a busy executor's task is SIGKILLed as soon
-    as it exists (a crash mid-chunk is in test_compss_supervisor.py); the executors are never
-    replaced.  The model is staged (FILE_IN) as a .pbtxt: the task gets a link in its job sandbox,
-    named as the file, to the renamed copy behind it."""
-    import psutil
+    """This process is the master; the worker process of the node server the tasks started is
+    SIGKILLed as soon as it exists, loading or classifying (a crash mid-chunk is in
+    test_compss_supervisor.py); the executors are never replaced.  The model is staged (FILE_IN) as
+    a .pbtxt: the task gets a link in its job sandbox, named as the file, to the renamed copy behind
+    it, and the node server is the one of that copy."""
+    import nodeprocs
     model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "quad.pbtxt"))
     folder, items = quadrant_images(12)
     executors = compss_master.executor_pids()
     killed = []
 
-    def kill_first_child():
+    def kill_first_worker():  # the server's model: the renamed copy the fake JVM staged (a .pbtxt link beside it)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for slot in compss_master.runtime.node.slots:
-                if slot.job is None:
-                    continue
-                try:  # the child of the task's supervisor: forked by its forkserver (the executor's child)
-                    workers = [c for c in psutil.Process(slot.pid).children(recursive=True) if c.ppid() != slot.pid]
-                    if workers:
-                        workers[0].kill()
-                        killed.append(workers[0].pid)
-                        return
-                except psutil.Error:
-                    pass
+        while compss_master.runtime.data.get(model) is None and time.monotonic() < deadline:
             time.sleep(0.02)
-    threading.Thread(target=kill_first_child, daemon=True).start()
+        copy = compss_master.runtime.data.get(model).last.renamed
+        worker_dir = compss_master.runtime.node.working_dir
+        worker = nodeprocs.wait_for(compss_master.tmp, "worker", model=os.path.join(worker_dir, copy + ".pbtxt"))
+        worker.kill()
+        killed.append(worker.pid)
+    threading.Thread(target=kill_first_worker, daemon=True).start()
     out = str(tmp_path / "compss.csv")
     summary = run(build_config(None, flags(model, folder, out, chunk_size=3, stage_model=True, task_timeout=30,
                                            task_timeout_floor=2)))
@@ -173,16 +168,24 @@ def test_device_gpu_uses_the_gpu_task_variant_and_a_gpu_slot(compss_master, tmp_
     assert engine._task.__name__ == "_classify_task_gpu"
     # The model vanished before the task ran: the worker cannot load it (no TensorFlow needed to see
     # that), and a model-loading failure in a task stops the run instead of splitting chunks forever.
+    # that stops the run once it is consistent (here: the same node, again after the pause), instead of
+    # splitting chunks forever; the first time it is a chunk to retry after the pause.
     gone = WorkerSpec(ModelSpec(path=str(tmp_path / "gone.pb")), spec.preprocess, spec.session)
+    engine.setup_pause = 0.5
     engine.submit(0, classify_chunk, gone, paths)
-    with pytest.raises(RunAborted, match="could not load the model: ModelError: cannot read model"):
+    (first,) = engine.poll(60)
+    assert first.failure.startswith("ModelError: cannot read model") and first.retry_after == 0.5
+    time.sleep(0.6)
+    engine.submit(1, classify_chunk, gone, paths)
+    with pytest.raises(RunAborted, match=r"could not load the model: ModelError: cannot read model.*again"):
         engine.poll(60)
     engine.close(abort=True)
-    (task,) = compss_master.tasks()
-    assert task.ce.signature == f"{TASKS}._classify_task_gpu" and "processorType: GPU" in task.ce.constraints
-    assert (task.ce.requirements.cpus, task.ce.requirements.gpus) == (1, 1)  # a GPU task holds one CPU unit too
-    (job,) = compss_master.jobs()
-    assert job.gpus == [0] and compss_master.runtime.node.execute_task_line(job).endswith(" - 0 -")
+    tasks = compss_master.tasks()
+    assert {t.ce.signature for t in tasks} == {f"{TASKS}._classify_task_gpu"} and len(tasks) == 2
+    assert "processorType: GPU" in tasks[0].ce.constraints
+    assert (tasks[0].ce.requirements.cpus, tasks[0].ce.requirements.gpus) == (1, 1)  # a GPU task holds a CPU unit
+    for job in compss_master.jobs():  # the "- 0 -" token: the real process_task sets CUDA_VISIBLE_DEVICES=0
+        assert job.gpus == [0] and compss_master.runtime.node.execute_task_line(job).endswith(" - 0 -")
 
 
 def test_computing_units_come_from_the_environment_the_runtime_started_with(compss_master, monkeypatch, tmp_path,
@@ -272,3 +275,25 @@ def test_a_staged_model_is_kept_by_the_path_of_its_renamed_copy(tmp_path):
     assert paths[0] == paths[1] and paths[0].endswith(".pbtxt") and os.path.realpath(paths[0]) == str(copy)
     binary = WorkerSpec(ModelSpec(path="/master/models/m.pb"), spec.preprocess, spec.session)
     assert staged_spec(binary, str(tmp_path / "worker" / "sandBox" / "job_1" / "m.pbtxt")).model.path == str(copy)
+
+
+def test_tar_shards_through_compss_a_task_per_shard_slice_staged_as_one_file(compss_master, tmp_path, monkeypatch):
+    """Issue 19: shards on the compss engine.  Each task gets a shard slice; with run.stage_shards (no
+    shared file system) the shard travels as one FILE_IN per task, never one per image, copied to the
+    worker once.  Indexing runs as COMPSs tasks too.  The results equal the sequential engine's."""
+    from test_shards import sample, write_tar
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("data")
+    for s in range(2):
+        write_tar(f"data/{s}.tar", [m for i in range(s * 6, s * 6 + 6) for m in sample(i)])
+    model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "quad.pb"))
+    out = str(tmp_path / "compss.csv")
+    summary = run(build_config(None, flags(model, None, out, shards="data/{0..1}.tar", chunk_size=4,
+                                           stage_model=True, stage_shards=True, truth_from="cls")))
+    assert summary.exit_code == 0 and summary.classified == 12 and summary.accuracy == 1.0
+    staged = {p.value for t in compss_master.tasks() for p in t.params if p.type == 10 and not p.keep_rename}
+    assert len(staged) == 3  # the model and the two shards travelled as files: one per shard, none per image
+    assert {os.path.basename(f) for f in staged} == {"quad.pb", "0.tar", "1.tar"}
+    reference = str(tmp_path / "sequential.csv")
+    run(build_config(None, flags(model, None, reference, shards="data/{0..1}.tar", chunk_size=4, engine="sequential")))
+    assert Path(out).read_bytes() == Path(reference).read_bytes()

@@ -2,11 +2,10 @@
 
 This pytest process is the master of the session's shared runtime (the fake Java side); its
 executors run every task through the real piper worker and ``process_task`` of
-../shared/third_party/compss-3.3/python, which arms the real ``time_out`` alarm.  Each task's
-supervisor runs the chunk in a child process it owns, so a chunk that computes in C++ past its limit,
-or that segfaults, comes back as a failure and the executor lives on.  Idle executors take tasks in
-rotation, so both executors are warmed up first: a chunk that lands on an executor whose child has
-not loaded the model gets the loading allowance on top of its limit.
+../shared/third_party/compss-3.3/python, which arms the real ``time_out`` alarm.  Each task hands the
+chunk to the node's inference server (a worker process of it runs the chunk), so a chunk that
+computes in C++ past its limit, or that segfaults, comes back as a failure and the executors live
+on.  Idle executors take tasks in turn; the server is the node's, whichever executor asks.
 """
 import os
 import time
@@ -51,17 +50,6 @@ def classify(engine, key, spec, paths, timeout=120):
     return outcome
 
 
-def warm_every_executor(engine, spec, paths, master):
-    """One chunk per executor at once (each idle executor takes one): every child loads the model."""
-    n = len(master.executor_pids())
-    for key in range(n):
-        engine.submit(("warm", key), classify_chunk, spec, paths)
-    for _ in range(n):
-        (outcome,) = engine.poll(120)
-        assert_right(outcome, paths)
-    assert len({job.slot.pid for job in master.jobs()}) == n
-
-
 def assert_right(outcome, paths):
     assert outcome.failure is None and isinstance(outcome.value, ChunkResult), outcome.failure
     expected = [int(np.argmax(tm.expected_scores(p))) for p in paths]
@@ -86,13 +74,14 @@ def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_l
     engine = make_engine("compss", workers=2, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=10))
     engine.start(warm_up, spec)
     engine.preflight()
-    warm_every_executor(engine, spec, paths[:3], compss_master)
+    assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the node server's worker has the model
     t0 = time.monotonic()
     hung = classify(engine, 1, spec, [white])
     took = time.monotonic() - t0
     assert hung.failure.startswith("Timeout: the chunk ran past its time limit of 3s"), hung.failure
     assert took < 3 + 6, took  # the limit, plus a few seconds (not the minutes the kernel would take)
     assert_right(classify(engine, 2, spec, paths[3:]), paths[3:])
+    assert len({job.slot.pid for job in compss_master.jobs()}) == 2  # both executors took chunks
     assert compss_master.executor_pids() == executors  # the same executor processes, never killed
     engine.close()
     print(f"time-out return latency: {took:.1f}s for a 3s limit")
@@ -100,7 +89,8 @@ def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_l
 
 def test_a_child_segfault_is_a_failure_and_the_executor_classifies_the_next_chunk(compss_master, tmp_path, images):
     """tests/faults/sitecustomize.py (on the shared runtime's worker PYTHONPATH, with
-    COMPSS_INFER_TEST_FAULTS=1 there) makes decoding a b"POISON" file segfault for real (in the child)."""
+    COMPSS_INFER_TEST_FAULTS=1 there) makes decoding a b"POISON" file segfault for real (in the node
+    server's worker)."""
     paths, _ = images
     poison = str(tmp_path / "poison.png")
     with open(poison, "wb") as fh:
@@ -113,7 +103,7 @@ def test_a_child_segfault_is_a_failure_and_the_executor_classifies_the_next_chun
     crashed = classify(engine, 0, spec, [paths[0], poison])
     assert crashed.failure.startswith("WorkerCrashed: worker process") and "SIGSEGV" in crashed.failure
     crashed_on = compss_master.jobs()[-1].slot.pid
-    for key in (1, 2):  # the next chunks go to each executor in turn: the crashed one's child was replaced
+    for key in (1, 2):  # the next chunks go to each executor in turn; the server replaced its crashed worker
         assert_right(classify(engine, key, spec, paths), paths)
     assert crashed_on in {job.slot.pid for job in compss_master.jobs()[1:]}
     assert compss_master.executor_pids() == executors

@@ -20,6 +20,8 @@ from .core.contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
 from .core.errors import CompssInferError
 from .model.outputcheck import batch_rows, check_outputs, error_text
 from .images.preprocess import Geometry, ImageError, check_header, decode, normalize
+from .images.readers import fetch
+from .images.shards import SHARD_REFS, ShardSlice, SliceList, read_refs
 
 
 class _Done:
@@ -56,12 +58,17 @@ def warm_up(spec: WorkerSpec) -> ModelInfo:
     return _load(spec)[2]
 
 
-def _decode_batch(paths: Sequence[str], spec: WorkerSpec, geometry: Geometry):
-    """Decode a batch: (uint8 array of the good images, their offsets, {offset: error text})."""
+def _decode_batch(paths: Sequence[object], spec: WorkerSpec, geometry: Geometry):
+    """Decode a batch: (uint8 array of the good images, their offsets, {offset: error text}).
+
+    ``paths``: file paths, tar member references (read here, one range per shard) or known errors.
+    """
     arrays, good, errors = [], [], {}
-    for i, path in enumerate(paths):
+    for i, source in enumerate(fetch(paths)):
         try:
-            arrays.append(decode(path, spec.preprocess, geometry))
+            if isinstance(source, ImageError):
+                raise source
+            arrays.append(decode(source, spec.preprocess, geometry))
             good.append(i)
         except ImageError as exc:
             errors[i] = exc.row_text()
@@ -89,10 +96,20 @@ def _infer_isolating(predictor, items, offsets, errors, kind):
     return pieces
 
 
-def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
-    """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's)."""
+def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceList) -> ChunkResult:
+    """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's).
+
+    ``paths`` may be a slice of a tar shard instead: its samples are found here (the master knows
+    only their offsets), and the result carries their row paths (``listed``) and ``.cls`` ids.
+    """
     started = time.time()
     predictor, loaded_now, info = _load(spec)
+    listed = truth = None
+    if isinstance(paths, SHARD_REFS):
+        listed, paths, truth = read_refs(paths)
+        if info.takes_paths:  # the runner refuses this before any work; never feed a graph a member
+            paths = [ImageError("UnsupportedInput", "this graph reads image files by path; a tar member "
+                                "has none")] * len(paths)
     n = len(paths)
     ids = np.full(n, -1, np.int64)
     scores = np.full(n, np.nan, np.float32) if info.output_kind == "scores" else None
@@ -130,6 +147,8 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             offsets = []
             for i in range(s, min(s + bs, n)):
                 try:
+                    if isinstance(paths[i], ImageError):
+                        raise paths[i]
                     check_header(paths[i], spec.preprocess.max_pixels, spec.preprocess.exif_transpose)
                     offsets.append(i)
                 except ImageError as exc:
@@ -178,4 +197,4 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
                         load_s=predictor.load_s if loaded_now else 0.0, decode_s=decode_s,
                         infer_s=infer_s, model_id=predictor.model_id)
     return ChunkResult(class_ids=ids, scores=scores, topk_ids=topk_ids, topk_scores=topk_scores,
-                       errors=errors, timing=timing)
+                       errors=errors, timing=timing, listed=listed, truth=truth)

@@ -7,6 +7,7 @@ non-regular files (FIFOs, folders) are refused before reading, so a FIFO cannot 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from dataclasses import dataclass
@@ -181,9 +182,9 @@ def _central_crop(im: Image.Image, fraction: float) -> Image.Image:
     return im.crop((left, top, left + cw, top + ch))
 
 
-def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
-    """Decode, orient, convert, crop and resize one image: returns (H, W, C) uint8."""
-    fh = open_regular(path)
+def decode(path: str | bytes, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
+    """Decode, orient, convert, crop and resize one image (a file, or a tar member's bytes): (H, W, C) uint8."""
+    fh = io.BytesIO(path) if isinstance(path, bytes) else open_regular(path)
     try:
         im = _open_image(fh, spec.max_pixels)
         if getattr(im, "is_animated", False):
