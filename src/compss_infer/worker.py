@@ -76,6 +76,24 @@ def _decode_batch(paths: Sequence[object], spec: WorkerSpec, geometry: Geometry)
     return batch, good, errors
 
 
+def tie_notes(rows: np.ndarray, offsets: list[int]) -> dict[int, str]:
+    """{offset: note} for rows whose top score is shared by two or more classes.
+
+    An int8 softmax gives scores in steps of 1/256, so two classes can tie where fp32 would have
+    told them apart (and any model can tie exactly); nothing in the output says which way, so the
+    row keeps the lowest tied id and says so, instead of passing a coin toss off as an answer.
+    """
+    top = rows.max(axis=1, keepdims=True)
+    tied = np.flatnonzero((rows == top).sum(axis=1) > 1)
+    out = {}
+    for r in tied:
+        classes = np.flatnonzero(rows[r] == top[r, 0])
+        shown = " ".join(str(int(c)) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
+        out[offsets[r]] = (f"TiedTopScore: classes {shown} share the top score {format(float(top[r, 0]), '.6g')}; "
+                           f"the class_id is the lowest of them")
+    return out
+
+
 def _infer_isolating(predictor, items, offsets, errors, kind):
     """Run a batch; if it fails, run its items one by one so only the bad ones fail.
 
@@ -117,6 +135,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceLi
     topk_ids = np.full((n, k), -1, np.int64) if k else None
     topk_scores = np.full((n, k), np.nan, np.float32) if k else None
     errors: dict[int, str] = {}
+    notes: dict[int, str] = {}
     decode_s = infer_s = 0.0
 
     def store(pieces: list) -> None:
@@ -134,6 +153,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceLi
         best = rows.argmax(axis=1)
         ids[idx] = best
         scores[idx] = rows[np.arange(len(rows)), best]
+        notes.update(tie_notes(rows, offsets))
         if k:
             order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
             topk_ids[idx] = order
@@ -197,4 +217,5 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceLi
                         load_s=predictor.load_s if loaded_now else 0.0, decode_s=decode_s,
                         infer_s=infer_s, model_id=predictor.model_id)
     return ChunkResult(class_ids=ids, scores=scores, topk_ids=topk_ids, topk_scores=topk_scores,
-                       errors=errors, timing=timing, listed=listed, truth=truth)
+                       errors=errors, timing=timing, listed=listed, truth=truth,
+                       notes={i: t for i, t in notes.items() if i not in errors})

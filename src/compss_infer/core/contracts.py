@@ -86,6 +86,7 @@ class ChunkResult:
     timing: TaskTiming | None = None
     listed: list[str] | None = None  # row paths, when the worker found them (the samples of a tar shard slice)
     truth: np.ndarray | None = None  # int32 class ids from the samples' .cls members (-1: none), when asked
+    notes: dict[int, str] = field(default_factory=dict)  # offset -> note on a classified row (a tied top score)
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])

@@ -76,6 +76,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     scores = result.scores.tolist() if result.scores is not None else None
     topk = result.topk_ids.tolist() if result.topk_ids is not None else None
     topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
+    notes = getattr(result, "notes", None) or {}
     for j, path in enumerate(listed):
         err = errors.get(j) if errors else None
         if err is not None:
@@ -87,7 +88,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
         if topk_scores is not None:
             tks = [None if v != v else v for v in topk_scores[j]]
         writer.write(Row(path, cid, None if score is None or score != score else score,
-                         label_for(cid, labels, rf.label_offset), None,
+                         label_for(cid, labels, rf.label_offset), notes.get(j),
                          topk[j] if topk is not None else None, tks))
     data = buf.getvalue().encode("utf-8", "surrogateescape")
     ends = None

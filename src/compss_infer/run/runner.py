@@ -30,6 +30,7 @@ from ..core.errors import (CompssInferError, ConfigError, InputError, ModelError
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from ..model.identity import model_identity, ranges_by_id, sha256_file
+from ..model.quantcheck import card_check
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
@@ -459,6 +460,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         log.info("%s", scorer.coverage())
     damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
     exit_code = 0 if counts["failed"] == 0 and not damaged else 1
+    checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,
@@ -483,7 +485,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
-                  **{k: v for k, v in info.__dict__.items()}},
+                  **{k: v for k, v in info.__dict__.items()},
+                  **({"card_check": checked} if checked else {})},
         "accuracy": accuracy,
         "warnings": warnings,
         "config": cfg.to_dict(),

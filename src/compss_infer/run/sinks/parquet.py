@@ -47,6 +47,7 @@ def encode_rows(result: Any, listed: Sequence[str], rf: Any, errors: dict[int, s
     n = len(listed)
     failed = np.zeros(n, bool)
     failed[list(errors)] = True
+    notes = getattr(result, "notes", None) or {}  # a classified row's note (a tied top score) in the error column
     ids = result.class_ids.astype(np.int64)
     labels = [None if failed[i] else label_for(int(ids[i]), rf.labels, rf.label_offset) for i in range(n)]
     if result.scores is None:
@@ -55,7 +56,7 @@ def encode_rows(result: Any, listed: Sequence[str], rf: Any, errors: dict[int, s
         scores = pa.array([None if failed[i] or v != v else round_score(v)
                            for i, v in enumerate(result.scores.tolist())], pa.float64())
     columns = [pa.array([_text(p) for p in listed], pa.string()), pa.array(ids, pa.int64(), mask=failed), scores,
-               pa.array(labels, pa.string()), pa.array([errors.get(i) for i in range(n)], pa.string())]
+               pa.array(labels, pa.string()), pa.array([errors.get(i, notes.get(i)) for i in range(n)], pa.string())]
     if rf.top_k > 1:
         tk = result.topk_ids.tolist() if result.topk_ids is not None else None
         ts = result.topk_scores.tolist() if result.topk_scores is not None else None
