@@ -240,9 +240,12 @@ class Node:
         old = environ.get("PYTHONPATH")
         # PythonMirror.getEnvironment: home:pythonpath:appDir, and "+ pythonPath" with no ":" before it.
         env["PYTHONPATH"] = f"{home}:{pythonpath}:{app_dir}" + (old if old is not None else "")
-        if hide:  # a test hook: this worker does not see the given folders (no shared disk)
+        if hide:  # a test hook: this worker does not see the given folders (no shared disk): its own mount
+            # namespace, with an empty tmpfs over each; not root: in a user namespace of its own as well
             mounts = " && ".join(f"mount -t tmpfs -o size=1m fake-compss-hidden {_q(d)}" for d in hide)
-            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"] + argv
+            userns = ["--map-root-user"] if os.geteuid() != 0 else []
+            argv = ["unshare", "--mount", *userns, "--propagation", "private", "sh", "-c",
+                    f'{mounts} && exec "$@"', "sh"] + argv
         out = open(os.path.join(self.log_dir, "worker.out"), "ab")
         err = open(os.path.join(self.log_dir, "worker.err"), "ab")
         try:
