@@ -6,6 +6,9 @@ from typing import Any
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS default
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+# safe: JPEG DCT scaling / integer reduction only while the image stays >= 2x the model's size (the
+# default); fast: down to the model's size (can change answers; run warns); full: every pixel decoded.
+DECODE_MODES = ("safe", "fast", "full")
 MODES = ("L", "RGB", "BGR")
 ENGINES = ("local", "sequential", "compss")
 FORMATS = ("csv", "jsonl")
@@ -38,6 +41,7 @@ class PreprocessSpec:
     std: tuple[float, ...] = (1.0,)
     exif_transpose: bool = True
     max_pixels: int = PILLOW_MAX_PIXELS
+    decode: str = "safe"  # one of DECODE_MODES: how far a large image may be shrunk before the resize
 
 
 @dataclass(frozen=True)

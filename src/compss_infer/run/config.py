@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from ..core.errors import ConfigError
-from ..core.specs import (ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
+from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
                           RunConfig, RunSpec, SessionSpec)
 from ..core.yamlfile import load_yaml
 from ..model.files import card_path_for
@@ -172,6 +172,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "std": _channel_values(positive=True),
         "exif_transpose": _bool,
         "max_pixels": _int(1),
+        "decode": _choice(DECODE_MODES, fold=str.lower),
     },
     "session": {
         "inter_op_threads": _int(-1, auto=True),

@@ -43,7 +43,7 @@ from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
-from .advice import unchosen_preprocessing
+from .advice import fast_decode, unchosen_preprocessing
 
 log = logging.getLogger("compss_infer")
 
@@ -199,7 +199,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
         if isinstance(truth, FolderTruth):
             truth.num_classes = info.num_classes
-        warnings = [w for w in (unchosen_preprocessing(cfg, info),) if w]
+        warnings = [w for w in (unchosen_preprocessing(cfg, info), fast_decode(cfg, info)) if w]
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
