@@ -108,6 +108,16 @@ def file_has_lines(path: str, n: int = 1) -> Callable[[], bool]:
     return probe
 
 
+def file_nonempty(path: str) -> Callable[[], bool]:
+    """A first-result probe for a binary file (the run's journal): it exists and is not empty."""
+    def probe() -> bool:
+        try:
+            return os.path.getsize(path) > 0
+        except OSError:
+            return False
+    return probe
+
+
 def python() -> str:
     return sys.executable
 

@@ -44,19 +44,20 @@ def planned_scale(path: str, spec: PreprocessSpec, geo: Geometry = GEO) -> int:
 
 
 def test_dct_scaling_only_where_the_image_stays_twice_the_target(tmp_path):
-    big = save(photo(1200, 900), tmp_path / "big.jpg", quality=90)
-    small = save(photo(200, 150), tmp_path / "small.jpg", quality=90)
-    png = save(photo(1200, 900), tmp_path / "big.png")
+    big = save(photo(1600, 1200), tmp_path / "big.jpg", quality=90)
+    small = save(photo(300, 240), tmp_path / "small.jpg", quality=90)
+    png = save(photo(1600, 1200), tmp_path / "big.png")
     safe, fast, full = PreprocessSpec(), PreprocessSpec(decode="fast"), PreprocessSpec(decode="full")
-    # 1200x900 to 64x64: 1/4 gives 300x225 (>= 128 both ways), 1/8 gives 150x112 (< 128): safe takes 4
+    # 1600x1200 to 64x64: safe keeps 4x (256): 1/4 gives 400x300, 1/8 would give 200x150; fast keeps 1x
     assert planned_scale(big, safe) == 4 and planned_scale(big, fast) == 8 and planned_scale(big, full) == 1
-    assert planned_scale(big, replace(safe, crop=0.5)) == 2  # the crop fraction counts: 600x450 -> 1/2
+    assert planned_scale(big, replace(safe, crop=0.5)) == 2  # the crop fraction counts: 800x600 -> 1/2
     assert planned_scale(big, replace(safe, resize="nearest")) == 1  # nearest means pixels, not averages
-    assert planned_scale(small, safe) == 1  # 200x150: 1/2 would be 100x75, under 128
-    assert planned_scale(small, fast) == 2  # fast goes down to the target: 100x75 >= 64
+    assert planned_scale(small, safe) == 1  # 300x240: 1/2 would be 150x120, under 256
+    assert planned_scale(small, fast) == 2  # fast goes down to the target: 150x120 >= 64
     assert planned_scale(png, safe) == 1 and planned_scale(png, fast) == 1  # no DCT in PNG
     # where nothing is shrunk the pixels are exactly the full decode's; where something is, nearly
-    assert np.array_equal(decode(small, safe, GEO), decode(small, full, GEO))
+    for path in (small, png):
+        assert np.array_equal(decode(path, safe, GEO), decode(path, full, GEO))
     for path in (big, png):
         for crop in (1.0, 0.6):
             ref = decode(path, replace(full, crop=crop), GEO).astype(np.int16)

@@ -164,10 +164,14 @@ def _central_crop(im: Image.Image, fraction: float) -> Image.Image:
     return im.crop(_crop_box(*im.size, fraction))
 
 
-# How many times the model's size an image may still be after shrinking, per preprocess.decode.
-# 2 (safe) keeps the bilinear/area/bicubic resize that follows as good as from the full image (top-1
-# agreement measured on W3, docs/benchmarks.md); 1 (fast) goes down to the model's size.
-_KEEP = {"safe": 2.0, "fast": 1.0, "full": None}
+# How many times the model's size (after the crop) a JPEG must still be when libjpeg decodes it at
+# 1/2, 1/4 or 1/8 (DCT scaling), per preprocess.decode; None: never scaled.  safe keeps 4x: measured on
+# W3L (3000x2000 photos) with a trained MobileNet, 4x agreed with a full decode on 398/400 images, 2x
+# on 393/400 (docs/benchmarks.md).  fast goes down to the model's size.
+_KEEP = {"safe": 4.0, "fast": 1.0, "full": None}
+# Pillow's reducing_gap: an integer box reduce inside the resize, down to this margin.  Only fast uses
+# it: on the same images a reduce to 2x alone (no DCT scaling) changed 6 answers in 400.
+_GAP = {"safe": None, "fast": 1.0, "full": None}
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -219,8 +223,8 @@ def _dct_scale(im: Image.Image, spec: PreprocessSpec, geometry: Geometry, orient
 def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
     """Decode, orient, convert, crop and resize one image: returns (H, W, C) uint8.
 
-    ``preprocess.decode`` safe/fast shrinks large images on the way (JPEG DCT scaling, then Pillow's
-    integer reduce inside the resize); the region cropped, the orientation and every check stay the same.
+    ``preprocess.decode`` safe/fast shrinks large JPEGs on the way (libjpeg's DCT scaling; fast also
+    Pillow's integer reduce inside the resize); the region cropped, the orientation and every check stay.
     """
     fh = open_regular(path)
     try:
@@ -231,7 +235,7 @@ def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
         orientation = _orientation(im, spec)
         scale = _dct_scale(im, spec, geometry, orientation)
         im.load()
-        size, gap = (geometry.width, geometry.height), _KEEP[spec.decode]
+        size, gap = (geometry.width, geometry.height), _GAP[spec.decode]
         if scale > 1:  # crop and resize the same region of the scaled image, then turn the small result
             w, h = full_size[::-1] if orientation in _TRANSPOSED else full_size
             box = _stored_box(_crop_box(w, h, spec.crop), w, h, orientation)
