@@ -118,6 +118,16 @@ def file_nonempty(path: str) -> Callable[[], bool]:
     return probe
 
 
+def replace_block(doc: str, begin: str, end: str, md: str, heading: str) -> None:
+    """Put ``md`` between the ``begin`` and ``end`` marks of ``doc`` (added under ``heading`` if missing)."""
+    text = open(doc).read()
+    if begin not in text:
+        text += f"\n## {heading}\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    with open(doc, "w") as fh:
+        fh.write(f"{head}{begin}\n{md}\n{end}{rest.split(end, 1)[1]}")
+
+
 def python() -> str:
     return sys.executable
 

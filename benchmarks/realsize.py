@@ -265,12 +265,7 @@ def table_md(res: dict, note: str) -> str:
 
 
 def update_doc(md: str) -> None:
-    text = open(DOC).read()
-    if BEGIN not in text:
-        text += f"\n## Real-size photos (W3, issue 20)\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    with open(DOC, "w") as fh:
-        fh.write(f"{head}{BEGIN}\n{md}\n{END}{rest.split(END, 1)[1]}")
+    harness.replace_block(DOC, BEGIN, END, md, "Real-size photos (W3, issue 20)")
 
 
 if __name__ == "__main__":
