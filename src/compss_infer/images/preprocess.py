@@ -191,7 +191,8 @@ def _central_crop(im: Image.Image, fraction: float) -> Image.Image:
 # 1/2, 1/4 or 1/8 (DCT scaling), per preprocess.decode; None: never scaled.  safe keeps 4x: measured on
 # W3L (3000x2000 photos) with a trained MobileNet, 4x agreed with a full decode on 398/400 images, 2x
 # on 393/400 (docs/benchmarks.md).  fast goes down to the model's size.
-_KEEP = {"safe": 4.0, "fast": 1.0, "full": None}
+SAFE_MARGIN = 4.0
+_KEEP = {"safe": SAFE_MARGIN, "fast": 1.0, "full": None}
 # Pillow's reducing_gap: an integer box reduce inside the resize, down to this margin.  Only fast uses
 # it: on the same images a reduce to 2x alone (no DCT scaling) changed 6 answers in 400.
 _GAP = {"safe": None, "fast": 1.0, "full": None}
