@@ -57,6 +57,7 @@ def main() -> int:
         for _ in range(3):
             m = harness.run([sys.executable, "-m", "compss_infer", "run", "--model", model, "--image-list", lst,
                              "--output", out, "--overwrite", "--no-progress", "-q", "--set", "preprocess.mode=L",
+                             "--set", "preprocess.std=1",
                              "--workers", str(workers), "--chunk-size", str(n), "--batch-size", str(min(n, 64))])
             if m.returncode != 0:
                 raise SystemExit(m.stderr_tail)

@@ -106,7 +106,8 @@ def _decoder(variant: str, size: int, mode: str):
     pillow: the plain idiom, Image.open().convert().resize(). compss_infer[:safe|fast|full]: the
     project's decoder (default safe) with its safety checks. simplejpeg / turbojpeg: libjpeg-turbo
     bindings from PyPI, decoding to a numpy array that Pillow then resizes; "_scaled" asks them for
-    libjpeg's M/8 scaling down to twice the target (safe's rule; they scale in eighths, Pillow in halves).
+    libjpeg's M/8 scaling while the image stays SAFE_MARGIN x the target (safe's rule; they scale in
+    eighths, Pillow in halves).
     They read no EXIF orientation and check only the header's size: what adopting them would still need.
     """
     import numpy as np
@@ -121,7 +122,8 @@ def _decoder(variant: str, size: int, mode: str):
         spec, geo = PreprocessSpec(mode=mode, decode=how), Geometry(size, size, 1 if mode == "L" else 3)
         return lambda p: decode(p, spec, geo)
     base, _, scaled = variant.partition("_")
-    least = 2 * size if scaled else 0
+    from compss_infer.images.preprocess import SAFE_MARGIN
+    least = int(SAFE_MARGIN * size) if scaled else 0
     try:
         if base == "simplejpeg":
             import simplejpeg
@@ -149,7 +151,7 @@ def _decoder(variant: str, size: int, mode: str):
         with open(p, "rb") as fh:
             a = raw(fh.read())
         im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
-        return np.asarray(im.resize((size, size), bilinear, reducing_gap=2.0 if scaled else None), np.uint8)
+        return np.asarray(im.resize((size, size), bilinear), np.uint8)
     return run
 
 

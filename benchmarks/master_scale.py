@@ -138,7 +138,7 @@ def run_simulated(n: int, workdir: str, workers: int) -> dict[str, Any]:
     shutil.rmtree(out + ".journal", ignore_errors=True)
     cfg = build_config(None, sets=[f"model.path={model}", f"run.image_list={lst}", f"run.output={out}",
                                    "run.progress=false", f"run.workers={workers}", "run.chunk_size=1024",
-                                   "preprocess.mode=L"])
+                                   "preprocess.mode=L", "preprocess.std=1"])
     runner.classify_chunk = fake_classify
     runner.warm_up = fake_warm_up
     parts = Parts()

@@ -44,6 +44,6 @@ def _fresh_model_cache():
 
 def base_flags(model: str, images: str, output: str, **run) -> dict:
     """Command-line-style overrides for a run of the quadrant model on L images."""
-    flags = {"model": {"path": model}, "preprocess": {"mode": "L"},
+    flags = {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
              "run": {"images": images, "output": output, "progress": False, **run}}
     return flags

@@ -12,7 +12,8 @@ from compss_infer.run.metrics import FolderTruth, Scorer
 
 
 def run(*args):
-    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", *args])
+    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", *args])
 
 
 @pytest.fixture

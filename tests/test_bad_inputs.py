@@ -14,7 +14,8 @@ from compss_infer.cli import main
 
 def run(model, out, *, images=None, image_list=None, engine="sequential", mode="L", extra=()):
     args = ["run", "--no-progress", "--model", model, "--output", out, "--engine", engine,
-            "--set", f"preprocess.mode={mode}", "--set", "preprocess.max_pixels=10000", *extra]
+            "--set", f"preprocess.mode={mode}",
+            "--set", "preprocess.std=1", "--set", "preprocess.max_pixels=10000", *extra]
     args += ["--images", images] if images else ["--image-list", image_list]
     return main(args)
 

@@ -23,7 +23,8 @@ from compss_infer.model.identity import model_identity, ranges_by_id
 from compss_infer.model.session import import_tf
 from compss_infer.model.verify import run_graph
 
-RUN = ["run", "--no-progress", "--set", "preprocess.mode=L", "--set", 'model.feeds={"keep_prob:0": 1.0}']
+RUN = ["run", "--no-progress", "--set", "preprocess.mode=L",
+       "--set", "preprocess.std=1", "--set", 'model.feeds={"keep_prob:0": 1.0}']
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,8 @@ def test_run_checkpoint_folder_gives_the_rows_of_its_frozen_pb(ckpt, tmp_path, c
     assert main(["freeze", ckpt["folder"], "--output", pb, "--constant", "keep_prob=1.0"]) == 0
     from_pb, from_ckpt = str(tmp_path / "pb.csv"), str(tmp_path / "ckpt.csv")
     base = ["run", "--no-progress", "--images", ckpt["images"], "--engine", "sequential", "--chunk-size", "4"]
-    assert main(base + ["--model", pb, "--output", from_pb]) == 0  # its card names the tensors and mode
+    # its card names the tensors and mode; mean/std it cannot know (run refuses without them): raw pixels
+    assert main(base + ["--model", pb, "--output", from_pb, "--set", "preprocess.std=1"]) == 0
     assert main(RUN + ["--model", ckpt["folder"], "--images", ckpt["images"], "--output", from_ckpt,
                        "--engine", "sequential", "--chunk-size", "4"]) == 0
     assert open(from_pb, "rb").read() == open(from_ckpt, "rb").read()
@@ -199,7 +201,8 @@ def test_run_checkpoint_folder_gives_the_rows_of_its_frozen_pb(ckpt, tmp_path, c
     assert mid.startswith("model.ckpt-5:") and model["ranges_used"] == {mid: [[0, 10]]}
     assert model["unsafe_ops"] == [] and model["sha256"] == model_identity(ckpt["folder"]).sha256()
     # Without keep_prob fed, the run is refused before any image: the placeholder is named.
-    assert main(["run", "--no-progress", "--set", "preprocess.mode=L", "--model", ckpt["folder"], "--images",
+    assert main(["run", "--no-progress", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", "--model", ckpt["folder"], "--images",
                  ckpt["images"], "--output", str(tmp_path / "nofeed.csv"), "--engine", "sequential"]) == 2
     assert "placeholder 'keep_prob:0' is not fed" in one_error_line(capsys)
     # COMPSs staging copies one file; a checkpoint is several: refused up front.

@@ -130,7 +130,8 @@ def test_disk_full_mid_run_exits_3_keeps_the_journal_and_resume_finishes(tmp_pat
     env = {**ENV, "COMPSS_INFER_TEST_FAULTS": "1",
            "PYTHONPATH": os.pathsep.join([os.path.join(os.path.dirname(__file__), "faults"), *sys.path])}
     cmd = [sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model, "--images", str(images),
-           "--output", out, "--set", "preprocess.mode=L", "--chunk-size", "1", "--workers", "1",
+           "--output", out, "--set", "preprocess.mode=L",
+           "--set", "preprocess.std=1", "--chunk-size", "1", "--workers", "1",
            "--max-retries", "0", "--task-timeout", "4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     chunks = out + ".journal/chunks.bin"
@@ -209,7 +210,8 @@ def test_feeds_list_value_gives_one_line(small, tmp_path, capsys):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
     assert run_cli("--model", model, "--images", folder, "--output", out, "--engine", "sequential",
-                   "--set", 'model.feeds={"extra:0": [1.0, 2.0]}', "--set", "preprocess.mode=L") == 2
+                   "--set", 'model.feeds={"extra:0": [1.0, 2.0]}', "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 2
     line = one_line_error(capsys)
     assert "model.feeds: no tensor 'extra:0'" in line and "unhashable" not in line
     assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "model.feeds=[1, 2]") == 2
@@ -231,7 +233,7 @@ def test_closed_stderr_does_not_end_the_run(small, tmp_path):
     model, folder, items = small
     out = str(tmp_path / "r.csv")
     res = subprocess.run([sys.executable, "-m", "compss_infer", "run", "--model", model, "--images", folder,
-                          "--output", out, "--set", "preprocess.mode=L", "--workers", "1"],
+                          "--output", out, "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--workers", "1"],
                          stdout=subprocess.PIPE, env=ENV, timeout=120, preexec_fn=lambda: os.close(2))
     assert res.returncode == 0 and res.stdout.decode().startswith(f"compss-infer: {len(items)} images")
     assert len(open(out).read().splitlines()) == len(items) + 1
@@ -242,7 +244,8 @@ def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
     model, folder, _ = small
     out = str(tmp_path / "r.csv")
     proc = subprocess.Popen([sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model,
-                             "--images", folder, "--output", out, "--set", "preprocess.mode=L", "--workers", "1"],
+                             "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                             "--set", "preprocess.std=1", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C does
@@ -280,7 +283,7 @@ def test_symlinked_output_writes_the_target_and_keeps_the_link(small, tmp_path):
     link = tmp_path / "links" / "r.csv"
     os.symlink(os.path.join("..", "real", "r.csv"), link)
     assert run_cli("--model", model, "--images", folder, "--output", str(link), "--overwrite",
-                   "--set", "preprocess.mode=L") == 0
+                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 0
     assert os.path.islink(link) and os.readlink(link) == os.path.join("..", "real", "r.csv")
     assert target.read_text().startswith("path,") and len(target.read_text().splitlines()) == len(items) + 1
     assert not [f for f in os.listdir(tmp_path / "real") + os.listdir(tmp_path / "links") if f.endswith(".tmp")]
@@ -301,7 +304,7 @@ def test_warm_up_uses_the_runs_image_count_not_the_batch_size(small, tmp_path, c
     model, folder, items = small
     out = str(tmp_path / "r.csv")
     assert run_cli("--model", model, "--images", folder, "--output", out, "--batch-size", str(10**8),
-                   "--engine", "sequential", "--set", "preprocess.mode=L") == 0
+                   "--engine", "sequential", "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 0
     assert len(open(out).read().splitlines()) == len(items) + 1
 
 
@@ -311,7 +314,7 @@ def test_a_batch_that_cannot_be_allocated_names_the_batch_size(small):
     from compss_infer.core.errors import ModelError
     from compss_infer.model.predictor import Predictor
     model, folder, _ = small
-    cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L"}})
+    cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0}})
     spec = WorkerSpec(model=cfg.model, preprocess=cfg.preprocess, session=cfg.session, batch_size=10**12)
     with pytest.raises(ModelError, match=r"a batch of 1000000000000 images (does not fit in memory|cannot be "
                                          r"allocated).*smaller --batch-size"):
@@ -326,6 +329,7 @@ def test_rates_are_labelled_the_same_and_never_zero(small, tmp_path, capsys):
     model, folder, items = small
     out = str(tmp_path / "r.csv")
     assert main(["run", "--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1",
                  "--chunk-size", "2", "--workers", "1"]) == 0
     captured = capsys.readouterr()
     summary_line = captured.out.strip().splitlines()[-1]

@@ -31,7 +31,7 @@ def test_csv_results_in_input_order_with_labels_and_summary(setup, tmp_path):
     model, folder, items, labels = setup
     out = str(tmp_path / "out" / "res.csv")  # missing folder is created
     code = run_cli("--model", model, "--images", folder, "--output", out, "--labels", labels,
-                   "--set", "preprocess.mode=L", "--workers", "2", "--chunk-size", "3")
+                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--workers", "2", "--chunk-size", "3")
     assert code == 0
     rows = rows_of(out)
     assert rows[0] == ["path", "class_id", "score", "label", "error"]
@@ -53,13 +53,13 @@ def test_jsonl_and_top_k(setup, tmp_path):
     model, folder, items, labels = setup
     out = str(tmp_path / "res.jsonl")
     assert run_cli("--model", model, "--images", folder, "--output", out, "--top-k", "3",
-                   "--set", "preprocess.mode=L", "--engine", "sequential") == 0
+                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--engine", "sequential") == 0
     recs = [json.loads(line) for line in open(out)]
     assert len(recs) == 16 and set(recs[0]) == {"path", "class_id", "score", "label", "error", "topk_ids", "topk_scores"}
     assert all(r["topk_ids"][0] == r["class_id"] and len(r["topk_scores"]) == 3 for r in recs)
     csv_out = str(tmp_path / "res.csv")
     assert run_cli("--model", model, "--images", folder, "--output", csv_out, "--top-k", "2",
-                   "--set", "preprocess.mode=L", "--engine", "sequential") == 0
+                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--engine", "sequential") == 0
     rows = rows_of(csv_out)
     assert rows[0][-2:] == ["topk_ids", "topk_scores"] and len(rows[1][-2].split()) == 2
 
@@ -70,7 +70,7 @@ def test_local_and_sequential_engines_write_identical_files(setup, tmp_path):
     for engine in ("local", "sequential"):
         out = str(tmp_path / f"{engine}.csv")
         assert run_cli("--model", model, "--images", folder, "--output", out, "--engine", engine,
-                       "--set", "preprocess.mode=L", "--chunk-size", "5") == 0
+                       "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--chunk-size", "5") == 0
         outs.append(open(out, "rb").read())
     assert outs[0] == outs[1]
 
@@ -79,7 +79,8 @@ def test_bad_images_give_exit_1_and_error_rows(setup, tmp_path):
     model, folder, items, _ = setup
     (tmp_path / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
     out = str(tmp_path / "r.csv")
-    assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L") == 1
+    assert run_cli("--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 1
     rows = {r[0]: r for r in rows_of(out)[1:]}
     assert len(rows) == 17
     bad = rows["broken.png"]
@@ -95,7 +96,7 @@ def test_image_list_with_missing_file(setup, tmp_path):
     os.rename(lst, os.path.join(folder, "list.txt"))
     out = str(tmp_path / "l.csv")
     assert run_cli("--model", model, "--image-list", os.path.join(folder, "list.txt"), "--output", out,
-                   "--set", "preprocess.mode=L") == 1
+                   "--set", "preprocess.mode=L", "--set", "preprocess.std=1") == 1
     rows = rows_of(out)[1:]
     assert [r[0] for r in rows] == [items[3][0], "missing.png", items[0][0]]
     assert rows[1][4] == "NotFound: no such file"
@@ -109,7 +110,8 @@ def test_refusals_exit_2_before_any_work(setup, tmp_path, capsys):
     cases = [
         (["--model", model, "--images", folder, "--output", out, "--set", "run.nope=1"], "unknown key run.nope"),
         (["--model", str(tmp_path / "none.pb"), "--images", folder, "--output", out], "model file not found"),
-        (["--model", str(corrupt), "--images", folder, "--output", out, "--set", "preprocess.mode=L"], "ModelError"),
+        (["--model", str(corrupt), "--images", folder, "--output", out, "--set", "preprocess.mode=L",
+          "--set", "preprocess.std=1"], "ModelError"),
         (["--model", model, "--images", str(tmp_path / "nodir"), "--output", out], "not a directory"),
         (["--model", model, "--images", folder, "--output", str(tmp_path / "x.txt")], "cannot tell the format"),
         (["--model", model, "--images", folder, "--output", out, "--set", "preprocess.mode=RGB"], "channels"),
@@ -127,7 +129,8 @@ def test_existing_output_needs_overwrite(setup, tmp_path):
     model, folder, _, _ = setup
     out = tmp_path / "o.csv"
     out.write_text("precious\n")
-    args = ["--model", model, "--images", folder, "--output", str(out), "--set", "preprocess.mode=L"]
+    args = ["--model", model, "--images", folder, "--output", str(out), "--set", "preprocess.mode=L",
+            "--set", "preprocess.std=1"]
     assert run_cli(*args) == 2 and out.read_text() == "precious\n"
     assert run_cli(*args, "--overwrite") == 0 and out.read_text().startswith("path,")
 
@@ -135,7 +138,7 @@ def test_existing_output_needs_overwrite(setup, tmp_path):
 def test_config_file_and_set_override(setup, tmp_path):
     model, folder, _, _ = setup
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"path": model}, "preprocess": {"mode": "L"},
+    cfg.write_text(yaml.safe_dump({"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
                                    "run": {"images": folder, "output": "from_file.csv", "engine": "sequential"}}))
     assert main(["run", str(cfg), "--no-progress", "--set", "run.top_k=2"]) == 0
     header = rows_of(str(tmp_path / "from_file.csv"))[0]
@@ -159,7 +162,8 @@ def test_non_utf8_file_names_are_written_back_byte_for_byte(setup, tmp_path):
     name = b"caf\xe9 \xff.png"  # latin-1 bytes: not valid UTF-8
     tm.quadrant_image(2).save(os.path.join(os.fsencode(str(folder)), name))
     out = str(tmp_path / "raw.csv")
-    assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L") == 0
+    assert run_cli("--model", model, "--images", str(folder), "--output", out, "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1") == 0
     data = open(out, "rb").read().splitlines()
     assert data[1].startswith(name + b",2,")
 
@@ -172,7 +176,7 @@ def test_master_never_imports_tensorflow_in_a_local_run(setup, tmp_path):
     code = ("import sys\nfrom compss_infer.cli import main\n"
             "if __name__ == '__main__':\n"
             f"    rc = main(['run', '--no-progress', '--model', {model!r}, '--images', {folder!r}, '--output', {out!r},"
-            " '--set', 'preprocess.mode=L', '--workers', '2'])\n"
+            " '--set', 'preprocess.mode=L', '--set', 'preprocess.std=1', '--workers', '2'])\n"
             "    assert rc == 0, rc\n"
             "    assert 'tensorflow' not in sys.modules, 'the master imported tensorflow'\n")
     script = tmp_path / "master.py"
@@ -188,7 +192,7 @@ def test_fixed_batch_1_graph_writes_the_same_file_as_a_dynamic_one(setup, tmp_pa
     for name, batch in (("dyn.pb", None), ("one.pb", 1)):
         out = str(tmp_path / f"{name}.csv")
         assert run_cli("--model", quadrant_model(name, batch=batch), "--images", folder, "--output", out,
-                       "--set", "preprocess.mode=L", "--batch-size", "8") == 0
+                       "--set", "preprocess.mode=L", "--set", "preprocess.std=1", "--batch-size", "8") == 0
         outs.append(open(out, "rb").read())
     assert outs[0] == outs[1]
 
@@ -198,10 +202,12 @@ def test_sharded_output_parts_and_manifest_concatenate_to_the_single_file(setup,
     model, folder, items, labels = setup
     single = str(tmp_path / "one.csv")
     assert run_cli("--model", model, "--images", folder, "--output", single, "--labels", labels,
-                   "--set", "preprocess.mode=L", "--chunk-size", "3", "--workers", "1") == 0
+                   "--set", "preprocess.mode=L",
+                   "--set", "preprocess.std=1", "--chunk-size", "3", "--workers", "1") == 0
     out = str(tmp_path / "parts") + "/"
     args = ["--model", model, "--images", folder, "--output", out, "--format", "csv", "--labels", labels,
-            "--set", "preprocess.mode=L", "--set", "run.shard_rows=5", "--chunk-size", "3", "--workers", "1"]
+            "--set", "preprocess.mode=L",
+            "--set", "preprocess.std=1", "--set", "run.shard_rows=5", "--chunk-size", "3", "--workers", "1"]
     assert run_cli(*args) == 0
     manifest = json.load(open(out + "manifest.json"))
     assert [p["name"] for p in manifest["parts"]] == [f"part-0000{i}.csv" for i in range(4)]

@@ -36,7 +36,7 @@ TASKS = "compss_infer.engines.compss_tasks"
 
 
 def flags(model, images, output, **run_opts):
-    return {"model": {"path": model}, "preprocess": {"mode": "L"},
+    return {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
             "run": {"images": images, "output": output, "progress": False, "engine": "compss", **run_opts}}
 
 
@@ -234,7 +234,8 @@ def test_without_pycompss_the_compss_engine_is_refused(tmp_path, quadrant_model,
     env["PYTHONPATH"] = SRC  # no stand-in: `import pycompss` fails, as on a machine without COMPSs
     proc = subprocess.run([sys.executable, "-m", "compss_infer", "run", "--engine", "compss", "--model",
                            quadrant_model(), "--images", folder, "--output", str(tmp_path / "o.csv"),
-                           "--set", "preprocess.mode=L"], env=env, capture_output=True, text=True)
+                           "--set", "preprocess.mode=L",
+                           "--set", "preprocess.std=1"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "run.engine=compss needs PyCOMPSs" in proc.stderr
     assert STANDIN not in env["PYTHONPATH"]
 

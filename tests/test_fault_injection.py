@@ -33,7 +33,8 @@ def workload(tmp_path_factory):
 
 def start(model, images, out, *extra, workers=1):
     cmd = [sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model, "--images", images,
-           "--output", out, "--set", "preprocess.mode=L", "--chunk-size", "4", "--workers", str(workers), *extra]
+           "--output", out, "--set", "preprocess.mode=L",
+           "--set", "preprocess.std=1", "--chunk-size", "4", "--workers", str(workers), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
 
@@ -115,7 +116,8 @@ def test_resume_refuses_when_inputs_or_model_changed(workload, tmp_path, capsys)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     other = tm.write_graph(tm.quadrant_graph(keep_prob=True), str(tmp_path / "other.pb"))
-    base = ["run", "--no-progress", "--images", images, "--output", out, "--set", "preprocess.mode=L"]
+    base = ["run", "--no-progress", "--images", images, "--output", out, "--set", "preprocess.mode=L",
+            "--set", "preprocess.std=1"]
     refusals = [
         (["--model", other, "--resume", "--set", "model.feeds={keep_prob:0: 1.0}"],
          "--resume refused: model, config changed"),
@@ -198,7 +200,8 @@ def run_with_faults(model, images, out, *extra):
     env = {**os.environ, "COMPSS_INFER_TEST_FAULTS": "1",
            "PYTHONPATH": os.pathsep.join([os.path.join(os.path.dirname(__file__), "faults"), *sys.path])}
     cmd = [sys.executable, "-m", "compss_infer", "run", "--no-progress", "--model", model, "--images", images,
-           "--output", out, "--set", "preprocess.mode=L", "--chunk-size", "4", "--workers", "2", *extra]
+           "--output", out, "--set", "preprocess.mode=L",
+           "--set", "preprocess.std=1", "--chunk-size", "4", "--workers", "2", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
 
 

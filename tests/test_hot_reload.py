@@ -41,7 +41,8 @@ def test_replaced_model_is_used_by_later_chunks(tmp_path, quadrant_images, monke
     out = str(tmp_path / "hot.csv")
     # One worker, chunks of 2, one chunk in flight: chunk 2 is dispatched after the replacement.
     assert main(["run", "--no-progress", "--model", live, "--image-list", str(listing), "--output", out,
-                 "--set", "preprocess.mode=L", "--engine", "local", "--workers", "1", "--chunk-size", "2",
+                 "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", "--engine", "local", "--workers", "1", "--chunk-size", "2",
                  "--set", "run.window=1"]) == 0
     assert sorted(journaled) == [0, 2, 4, 6, 8]
 

@@ -30,7 +30,8 @@ def run_model(tmp_path, gd, *extra, images=None):
         images = str(tmp_path / "imgs")
         tm.make_images(images, 4)
     return main(["run", "--no-progress", "--model", model, "--images", images, "--output",
-                 str(tmp_path / "out.csv"), "--set", "preprocess.mode=L", "--set", "model.output=probs:0", *extra])
+                 str(tmp_path / "out.csv"), "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", "--set", "model.output=probs:0", *extra])
 
 
 def with_write_file(target):

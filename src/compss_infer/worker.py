@@ -130,7 +130,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             offsets = []
             for i in range(s, min(s + bs, n)):
                 try:
-                    check_header(paths[i], spec.preprocess.max_pixels)
+                    check_header(paths[i], spec.preprocess.max_pixels, spec.preprocess.exif_transpose)
                     offsets.append(i)
                 except ImageError as exc:
                     errors[i] = exc.row_text()

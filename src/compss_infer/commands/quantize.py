@@ -50,6 +50,8 @@ def handle(args: argparse.Namespace) -> int:
     else:
         flags["run"]["image_list"] = args.calibration_list
     cfg = build_config(args.config, flags, args.sets)
+    from ..run.advice import check_quantize_source
+    check_quantize_source(cfg)
     if args.calibration:  # the flag wins over a config's run.image_list
         cfg = _only(cfg, images=cfg.run.images)
     else:

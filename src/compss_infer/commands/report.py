@@ -20,4 +20,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"report: {files.html}")
     for path in files.images.values():
         print(f"  {path}")
+    review = files.review
+    if review is not None and (review.failed_total or review.misclassified_total):
+        print(f"  lists {review.failed_total} failed and {review.misclassified_total} misclassified image(s)")
     return 0

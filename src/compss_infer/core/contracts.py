@@ -53,6 +53,7 @@ class ModelInfo:
     unsafe_ops: tuple[str, ...] = ()
     device: str = "cpu"
     batch_size: int = 1  # the batch the worker runs (and warmed up with)
+    input_range: tuple[float, float] | None = None  # real values a quantized input holds (its scale, zero point)
 
     @property
     def takes_paths(self) -> bool:

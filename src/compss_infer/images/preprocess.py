@@ -90,11 +90,28 @@ def open_regular(path: str):
         raise
 
 
-def check_header(path: str, max_pixels: int) -> None:
+_TURNED = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: "transposed", 6: "rotated 90°",
+           7: "transversed", 8: "rotated 270°"}  # EXIF orientations other than 1 (as stored = upright)
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag from what ``Image.open`` already read (1 when there is none)."""
+    if im.format != "TIFF" and "exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block: Pillow's decode() would not turn the image either
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def check_header(path: str, max_pixels: int, upright: bool = False) -> None:
     """For graphs that decode paths themselves: a regular file whose header is within max_pixels.
 
     Only the header is read (Pillow opens lazily).  A file Pillow cannot identify is left to the
-    graph's own decoder, which says why it fails; a decompression bomb never reaches it.
+    graph's own decoder, which says why it fails; a decompression bomb never reaches it.  With
+    ``upright`` (preprocess.exif_transpose), a file whose EXIF orientation is not 1 is refused: the
+    graph's decoder ignores EXIF, so it would classify the picture turned.
     """
     fh = open_regular(path)
     try:
@@ -106,6 +123,12 @@ def check_header(path: str, max_pixels: int) -> None:
         if w * h > max_pixels:
             raise ImageError("DecompressionBomb",
                              f"{w}x{h} = {w * h} pixels exceeds preprocess.max_pixels={max_pixels}")
+        turn = exif_orientation(im) if upright else 1
+        if turn in _TURNED:
+            raise ImageError("ExifOrientation",
+                             f"EXIF orientation {turn} ({_TURNED[turn]}): the graph decodes the file itself and "
+                             f"ignores EXIF, so it cannot see the picture upright; use a model with an image-tensor "
+                             f"input, or set preprocess.exif_transpose=false to classify it as stored")
     finally:
         fh.close()
 
@@ -168,7 +191,8 @@ def _central_crop(im: Image.Image, fraction: float) -> Image.Image:
 # 1/2, 1/4 or 1/8 (DCT scaling), per preprocess.decode; None: never scaled.  safe keeps 4x: measured on
 # W3L (3000x2000 photos) with a trained MobileNet, 4x agreed with a full decode on 398/400 images, 2x
 # on 393/400 (docs/benchmarks.md).  fast goes down to the model's size.
-_KEEP = {"safe": 4.0, "fast": 1.0, "full": None}
+SAFE_MARGIN = 4.0
+_KEEP = {"safe": SAFE_MARGIN, "fast": 1.0, "full": None}
 # Pillow's reducing_gap: an integer box reduce inside the resize, down to this margin.  Only fast uses
 # it: on the same images a reduce to 2x alone (no DCT scaling) changed 6 answers in 400.
 _GAP = {"safe": None, "fast": 1.0, "full": None}

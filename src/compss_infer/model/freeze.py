@@ -201,8 +201,9 @@ def suggest_preprocess(source: Source, shape: list[int | None]) -> tuple[dict[st
         pre["mean"], pre["std"] = 0.0, 1.0
         notes.append(f"mean/std: the model's first layer ({source.first_layer}) scales raw 0..255 pixels itself")
     else:
-        notes.append("mean/std: unknown (not recorded in the source); the defaults feed raw 0..255 pixels; "
-                     "set preprocess.mean/std to what the model was trained on (e.g. std: 255.0 for pixel/255)")
+        notes.append("mean/std: unknown (not recorded in the source); run refuses until they are set: "
+                     "set preprocess.mean/std to what the model was trained on (e.g. std: 255.0 for pixel/255, "
+                     "or mean: 0.0 and std: 1.0 for raw 0..255 pixels)")
     return pre, notes
 
 

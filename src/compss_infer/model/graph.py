@@ -261,7 +261,7 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
     out_shape = _shape(y)
     if out_dtype.is_integer:
         out_kind = "class_id"
-        num_classes = None
+        num_classes = argmax_classes(y)
         if top_k > 1:
             raise ConfigError(f"run.top_k={top_k} needs a model that outputs scores; {_describe(y)} gives class ids")
     elif out_dtype.is_floating:
@@ -279,6 +279,32 @@ def analyze(graph: Any, gd: Any, spec: ModelSpec, pre: PreprocessSpec, top_k: in
         node_count=len(gd.node), function_count=len(gd.library.function),
     )
     return info, x, y
+
+
+# Ops that pass a class id through unchanged, between the ArgMax and the output a card names.
+_PASS_THROUGH = frozenset({"Identity", "Cast", "Squeeze", "Reshape", "ExpandDims", "StopGradient", "Snapshot"})
+
+
+def argmax_classes(y: Any) -> int | None:
+    """How many classes a class-id output chooses from: the length of the ArgMax input's reduced axis.
+
+    Follows pass-through ops back from ``y``; None when no ArgMax is found or its axis has no fixed
+    length (then every row's id is still range-checked against the labels file).
+    """
+    tf = import_tf()
+    t = y
+    for _ in range(32):  # a chain of renames, never a long one
+        op = t.op
+        if op.type in ("ArgMax", "ArgMin") and len(op.inputs) == 2:
+            axis = tf.get_static_value(op.inputs[1])
+            shape = _shape(op.inputs[0])
+            if axis is None or shape is None or not -len(shape) <= int(axis) < len(shape):
+                return None
+            return shape[int(axis)]
+        if op.type not in _PASS_THROUGH or not op.inputs:
+            return None
+        t = op.inputs[0]
+    return None
 
 
 def check_safety(gd: Any, info: ModelInfo, spec: ModelSpec) -> tuple[str, ...]:

@@ -140,9 +140,13 @@ def batch_rows(out: Any, offsets: list[int], info: ModelInfo, errors: dict[int, 
         return None, []
     rows = arr.reshape(n, -1)
     if info.output_kind == "class_id":
+        top = info.num_classes
         ok = (rows.shape[1] == 1) & (rows[:, 0] >= 0) if rows.size else np.zeros(n, bool)
+        if top is not None and rows.size:
+            ok &= rows[:, 0] < top
         why = lambda j: (f"InferenceError: {rows.shape[1]} class ids for one image" if rows.shape[1] != 1
-                         else f"InferenceError: negative class id {int(rows[j, 0])}")
+                         else f"InferenceError: negative class id {int(rows[j, 0])}" if rows[j, 0] < 0
+                         else f"InferenceError: class id {int(rows[j, 0])} is out of range (the model has {top} classes)")
     else:
         rows = rows.astype(np.float32, copy=False)
         if info.num_classes is not None and rows.shape[1] != info.num_classes:
@@ -162,7 +166,9 @@ def batch_rows(out: Any, offsets: list[int], info: ModelInfo, errors: dict[int, 
     return rows[ok], kept
 
 
-_NOISE = ("Graph execution error:", "Detected at node", "Original stack trace", "defined at (most recent call last)")
+# TensorFlow's preamble around the real reason ("Node: 'x'" names where, the next line says why).
+_NOISE = ("Graph execution error:", "Detected at node", "Original stack trace", "defined at (most recent call last)",
+          "Node: '")
 
 
 def error_text(exc: BaseException) -> str:

@@ -205,9 +205,8 @@ def _card(cfg: RunConfig, output: str, card: str, int8: Any, calib: int, ver: Ve
     pre.pop("decode", None)  # how far a run may shrink large images is the run's choice, not the model's
     pre["size"] = [int8.info.height, int8.info.width]
     model: dict[str, Any] = {"input": int8.info.input_name, "output": int8.info.output_name}
-    if cfg.model.labels:
-        rel = os.path.relpath(cfg.model.labels, os.path.dirname(os.path.abspath(card)))
-        model["labels"] = cfg.model.labels if rel.startswith("..") else rel
+    if cfg.model.labels:  # relative to the card, even above its folder: model, card and labels move together
+        model["labels"] = os.path.relpath(cfg.model.labels, os.path.dirname(os.path.abspath(card)))
     x, y = int8.tensors
     return {
         "name": os.path.splitext(os.path.basename(output))[0],

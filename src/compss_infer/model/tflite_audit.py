@@ -18,6 +18,8 @@ _TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "st
           7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
           15: "uint32", 16: "uint16", 17: "int4"}
 CUSTOM = 32  # BuiltinOperator.CUSTOM
+_INT_ENDS = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
+_PASS_THROUGH = ("CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # a class id passes these unchanged
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,16 @@ class TensorDesc:
     @property
     def quantized(self) -> bool:
         return self.scale > 0
+
+    def float_range(self) -> tuple[float, float] | None:
+        """The real values an 8/16-bit quantized tensor can hold: ``(q - zero_point) * scale`` at its ends.
+
+        For an input this is the range the model was calibrated on, so the range it expects.
+        """
+        ends = _INT_ENDS.get(self.dtype)
+        if not self.quantized or ends is None:
+            return None
+        return ((ends[0] - self.zero_point) * self.scale, (ends[1] - self.zero_point) * self.scale)
 
     def __str__(self) -> str:
         dims = "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
@@ -52,6 +64,7 @@ class TfliteModel:
     unsafe: list[str] = field(default_factory=list)  # custom and Flex ops, each described
     description: str = ""
     version: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)  # class-id output -> its ARG_MAX's classes
 
 
 def _schema() -> Any:
@@ -115,6 +128,11 @@ def read_tflite(data: bytes, path: str) -> TfliteModel:
         main = model.Subgraphs(0)
         inputs = [_tensor(main, main.Inputs(i)) for i in range(main.InputsLength())]
         outputs = [_tensor(main, main.Outputs(i)) for i in range(main.OutputsLength())]
+        counts = {}
+        for i, out in enumerate(outputs):
+            n = _argmax_classes(model, main, main.Outputs(i), codes, names)
+            if n is not None:
+                counts[out.name] = n
         desc = (model.Description() or b"").decode("utf-8", "replace")
         version = int(model.Version())
     except ModelError:
@@ -124,7 +142,34 @@ def read_tflite(data: bytes, path: str) -> TfliteModel:
         raise ModelError(f"{path} is not a valid .tflite model (truncated or corrupt?): {detail}") from None
     return TfliteModel(inputs=inputs, outputs=outputs, ops=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
                        operator_count=count, subgraph_count=model.SubgraphsLength(), unsafe=unsafe,
-                       description=desc, version=version)
+                       description=desc, version=version, class_counts=counts)
+
+
+def _argmax_classes(model: Any, sg: Any, tensor: int, codes: list, names: dict[int, str]) -> int | None:
+    """The classes a class-id output chooses from: its ARG_MAX input's length on the reduced axis."""
+    producer = {}
+    for j in range(sg.OperatorsLength()):
+        op = sg.Operators(j)
+        for o in op.OutputsAsNumpy() if op.OutputsLength() else []:
+            producer[int(o)] = op
+    for _ in range(32):
+        op = producer.get(tensor)
+        if op is None or not op.InputsLength():
+            return None
+        code, _custom = codes[op.OpcodeIndex()]
+        name = names.get(code, "")
+        if name in ("ARG_MAX", "ARG_MIN") and op.InputsLength() == 2:
+            shape = _tensor(sg, int(op.Inputs(0))).shape
+            axis_t = sg.Tensors(int(op.Inputs(1)))
+            raw = model.Buffers(axis_t.Buffer()).DataAsNumpy() if axis_t.Buffer() < model.BuffersLength() else 0
+            if isinstance(raw, int) or len(raw) not in (4, 8):
+                return None
+            axis = int(raw.view("<i4" if len(raw) == 4 else "<i8")[0])
+            return shape[axis] if -len(shape) <= axis < len(shape) else None
+        if name not in _PASS_THROUGH:
+            return None
+        tensor = int(op.Inputs(0))
+    return None
 
 
 def describe_unsafe(custom_code: str) -> str:

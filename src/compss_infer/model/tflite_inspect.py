@@ -10,6 +10,7 @@ from typing import Any
 
 from .files import card_path_for
 from .graph import input_layout
+from ..images.ranges import mean_std_for, short
 from .tflite_audit import TensorDesc, read_tflite
 
 
@@ -38,6 +39,8 @@ class TfliteInspection:
     unsafe_ops: list[str] = field(default_factory=list)
     card: str | None = None
     description: str = ""
+    input_range: list[float] | None = None  # values a quantized input holds, from its scale and zero point
+
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,13 +55,14 @@ def inspect_tflite(path: str) -> TfliteInspection:
         kind, batch = input_layout(model.inputs[0].dtype, model.inputs[0].shape)
     card = card_path_for(path)
     quantized = any(t.quantized for t in model.inputs + model.outputs) or "QUANTIZE" in model.ops
+    span = model.inputs[0].float_range() if len(model.inputs) == 1 else None
     return TfliteInspection(
         path=os.path.abspath(path), file_bytes=len(data), format="tflite",
         operator_count=model.operator_count, subgraph_count=model.subgraph_count,
         inputs=[_tensor(t) for t in model.inputs], outputs=[_tensor(t) for t in model.outputs],
         input_kind=kind, fixed_batch=batch, quantized=quantized, ops=model.ops, safe=not model.unsafe,
         unsafe_ops=list(model.unsafe), card=os.path.abspath(card) if os.path.isfile(card) else None,
-        description=model.description)
+        description=model.description, input_range=list(span) if span else None)
 
 
 def _line(t: dict[str, Any]) -> str:
@@ -79,6 +83,11 @@ def format_tflite_text(info: TfliteInspection) -> str:
         batch = "any (dynamic)" if info.fixed_batch is None else str(info.fixed_batch)
         lines.append(f"input kind {info.input_kind}; batch dimension: {batch}")
     lines.append(f"quantized  {'yes (integer tensors inside)' if info.quantized else 'no (float model)'}")
+    if info.input_range:
+        lo, hi = info.input_range
+        mean, std = mean_std_for((lo, hi))
+        lines.append(f"input range [{short(lo)}, {short(hi)}] (from the input's scale and zero point): pixels 0..255 "
+                     f"map onto it with preprocess.mean={short(mean)} preprocess.std={short(std)}")
     verdict = "safe (LiteRT builtin ops only)" if info.safe else \
         f"UNSAFE: {len(info.unsafe_ops)} custom/Flex op(s) refused (run needs --allow-unsafe-ops)"
     from .inspection import audit_and_ops_lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from typing import Any, Callable, Mapping
 
@@ -18,7 +19,7 @@ import yaml
 from ..core.errors import ConfigError
 from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
                           RunConfig, RunSpec, SessionSpec)
-from ..core.yamlfile import load_yaml
+from ..core.yamlfile import load_yaml, number_problem
 from ..model.files import card_path_for
 
 
@@ -35,7 +36,32 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _int(minimum: int | None = None, auto: bool = False) -> Check:
+INT_MAX = 2**31 - 1  # every count in a config fits a C int: bigger is a typo, and would overflow later
+MAX_SECONDS = 30 * 24 * 3600.0  # time limits: a month at most (``none`` is the way to say "no limit")
+
+
+def _shown(v: Any) -> str:
+    """A value for an error line: a huge integer is shown by its size, not its 4,000 digits."""
+    if _is_int(v) and abs(v) > 10**30:
+        try:
+            return f"an integer of {len(str(abs(v)))} digits"
+        except ValueError:  # over Python's 4,300-digit limit for int -> str
+            return "an integer of more than 4,300 digits"
+    return repr(v)
+
+
+def _finite(key: str, v: Any, hint: str = "") -> float:
+    """A YAML number as a float; .nan, .inf and numbers too large for a float are refused."""
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ConfigError(f"{key}: {_shown(v)} is too large{hint}") from None
+    if not math.isfinite(f):
+        raise ConfigError(f"{key}: expected a finite number, got {f}{hint}")
+    return f
+
+
+def _int(minimum: int | None = None, auto: bool = False, maximum: int = INT_MAX) -> Check:
     def check(key: str, v: Any) -> Any:
         if v is None or (auto and v == "auto"):
             if auto:
@@ -43,7 +69,9 @@ def _int(minimum: int | None = None, auto: bool = False) -> Check:
         if not _is_int(v):
             raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {v!r}")
         if minimum is not None and v < minimum:
-            raise ConfigError(f"{key}: must be >= {minimum}, got {v}")
+            raise ConfigError(f"{key}: must be >= {minimum}, got {_shown(v)}")
+        if v > maximum:
+            raise ConfigError(f"{key}: must be <= {maximum}, got {_shown(v)}")
         return v
     return check
 
@@ -55,7 +83,7 @@ def _float(minimum: float | None = None, maximum: float | None = None, optional:
             return None
         if not _is_num(v):
             raise ConfigError(f"{key}: expected a number, got {v!r}")
-        v = float(v)
+        v = _finite(key, v)
         if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
             raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {v}")
         if maximum is not None and v > maximum:
@@ -75,9 +103,13 @@ def _time_limit(key: str, v: Any) -> Any:
             raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {v!r}") from None
     if v is None:
         return None
-    if not _is_num(v) or v <= 0:
+    if not _is_num(v):
         raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {v!r}")
-    return float(v)
+    v = _finite(key, v, " (auto, none for no limit, or seconds)")
+    if not 0 < v <= MAX_SECONDS:
+        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0 and <= {MAX_SECONDS:g} "
+                          f"(none: no limit), got {v:g}")
+    return v
 
 
 def _bool(key: str, v: Any) -> bool:
@@ -111,9 +143,13 @@ def _size(key: str, v: Any) -> Any:
         return None
     if _is_int(v):
         v = [v, v]
-    if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)):
+    if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and 0 < x <= MAX_SIDE for x in v)):
         return (int(v[0]), int(v[1]))
-    raise ConfigError(f"{key}: expected [height, width] of positive integers, got {v!r}")
+    shown = "[" + ", ".join(_shown(x) for x in v) + "]" if isinstance(v, (list, tuple)) else _shown(v)
+    raise ConfigError(f"{key}: expected [height, width] of integers from 1 to {MAX_SIDE}, got {shown}")
+
+
+MAX_SIDE = 65535  # the largest side a JPEG, WebP or PNG decoder gives
 
 
 def _channel_values(positive: bool) -> Check:
@@ -121,9 +157,10 @@ def _channel_values(positive: bool) -> Check:
         values = v if isinstance(v, (list, tuple)) else [v]
         if not values or len(values) not in (1, 3) or not all(_is_num(x) for x in values):
             raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {v!r}")
-        if positive and any(x <= 0 for x in values):
+        floats = tuple(_finite(key, x) for x in values)
+        if positive and any(x <= 0 for x in floats):
             raise ConfigError(f"{key}: values must be > 0, got {v!r}")
-        return tuple(float(x) for x in values)
+        return floats
     return check
 
 
@@ -139,6 +176,9 @@ def _feeds(key: str, v: Any) -> Any:
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
             raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
+        for x in (value if isinstance(value, list) else [value]):
+            if _is_num(x):
+                _finite(f"{key}.{name}", x)
         out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
@@ -161,7 +201,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "labels": _str(),
         "card": _str(),
         "allow_unsafe_ops": _bool,
-        "label_offset": _int(),
+        "label_offset": _int(-INT_MAX),
     },
     "preprocess": {
         "size": _size,
@@ -171,7 +211,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "mean": _channel_values(positive=False),
         "std": _channel_values(positive=True),
         "exif_transpose": _bool,
-        "max_pixels": _int(1),
+        "max_pixels": _int(1, maximum=2**53),
         "decode": _choice(DECODE_MODES, fold=str.lower),
     },
     "session": {
@@ -196,7 +236,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "progress": _bool,
         "max_retries": _int(0),
         "task_timeout": _time_limit,
-        "task_timeout_floor": _float(0.0, exclusive_min=True),
+        "task_timeout_floor": _float(0.0, MAX_SECONDS, exclusive_min=True),
         "truth": _str(),
         "truth_from_folders": _bool,
         "start_method": _choice(START_METHODS, fold=str.lower),
@@ -264,7 +304,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+            raise ConfigError(f"--set {dotted.strip()}: value is not valid YAML") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits (Python's int() limit)
+            raise ConfigError(f"--set {dotted.strip()}: {number_problem(exc)}") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
     return tree
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..core.errors import ConfigError
 
@@ -48,9 +48,42 @@ class FolderTruth:
     """
 
     def __init__(self, labels: Sequence[str] | None, offset: int = 0, num_classes: int | None = None):
-        self._ids = {name: i + offset for i, name in enumerate(labels or [])}
+        ids: dict[str, list[int]] = {}
+        for i, name in enumerate(labels or []):
+            ids.setdefault(name, []).append(i + offset)
+        self._ids = {name: found[0] for name, found in ids.items()}
+        # folder names that could mean two classes: a label on two lines, or a label that is another class's id
+        self.ambiguous: dict[str, list[int]] = {name: found for name, found in ids.items() if len(found) > 1}
+        self._twice = set(self.ambiguous)
+        for name, found in ids.items():
+            if name.isascii() and name.isdigit() and len(found) == 1 and int(name) != found[0]:
+                self.ambiguous[name] = [found[0], int(name)]
         self.num_classes = num_classes
         self.unmatched: Counter = Counter()  # folder name -> images under it
+
+    def check_folders(self, listed: Iterable[str]) -> None:
+        """Refuse (before any work) when an image sits under a folder name that names two classes."""
+        if not self.ambiguous:
+            return
+        found: list[str] = []
+        for path in listed:
+            head = path.replace("\\", "/").split("/", 1)
+            if len(head) == 2 and head[0] in self.ambiguous and head[0] not in found:
+                found.append(head[0])
+        if not found:
+            return
+        parts = []
+        for name in found[:3]:
+            ids = self.ambiguous[name]
+            if name in self._twice:
+                parts.append(f"{name!r} is the label of classes {' and '.join(str(i) for i in ids)}")
+            else:
+                parts.append(f"{name!r} is the label of class {ids[0]} and also class id {ids[1]}")
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        twice = [name for name in found if name in self._twice]
+        rename = f"name such folders by class id (e.g. {twice[0]}/ -> {self.ambiguous[twice[0]][0]}/) or " if twice else ""
+        raise ConfigError(f"--truth-from-folders: folder names that name two classes: {'; '.join(parts)}{more}; "
+                          f"{rename}give --truth CSV with path,class_id")
 
     def _lookup(self, name: str) -> int | None:
         if name in self._ids:

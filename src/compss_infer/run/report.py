@@ -2,8 +2,9 @@
 
 Reads what a finished run left beside its results file ``OUT``: ``OUT.summary.json`` and
 ``OUT.tasks.csv`` (one line per chunk: where and when it ran).  Writes, beside ``OUT``:
-``OUT.timeline.png``, ``OUT.throughput.png``, ``OUT.confusion.png`` (when truth was known) and
-``OUT.report.html``, which embeds the images as data URIs so it can be mailed or archived alone.
+``OUT.timeline.png``, ``OUT.throughput.png``, ``OUT.confusion.png`` (when truth was known, up to 30
+classes) and ``OUT.report.html``, which embeds the images as data URIs so it can be mailed or archived
+alone, and lists what to act on (review.py): failed images, misclassified ones, the top confusions.
 
 Plotting is an optional extra (``pip install 'compss-infer[report]'``): matplotlib is imported only
 here, inside functions, through its object API with the Agg canvas (no pyplot global state, no
@@ -25,9 +26,12 @@ from typing import Any
 from .._version import __version__
 from ..core.atomic import write_bytes
 from ..core.errors import InputError, MissingDependency
+from .review import MAX_LISTED, Review, review_run
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'compss-infer[report]'"
 MAX_ANNOTATED_CLASSES = 30
+MAX_MATRIX_CLASSES = 30  # above this a matrix is unreadable: the most frequent confusions are listed instead
+NAME_CHARS = 22  # class names on the matrix's axes are cut to this (ImageNet names run to 80 characters)
 START_UP_SHOWN = 0.5  # draw the start-up to scale when it is at most this share of the run
 
 
@@ -219,12 +223,23 @@ def plot_throughput(tasks: list[TaskRow]) -> bytes:
     return _png(fig)
 
 
+def class_name(c: int, labels: list[str] | None, width: int | None = None) -> str:
+    """``3 cat`` (or ``3`` without a labels line), cut to ``width`` characters with an ellipsis."""
+    name = f"{c} {labels[c]}" if labels and 0 <= c < len(labels) and labels[c] else str(c)
+    return name if width is None or len(name) <= width else name[:width - 1] + "\u2026"
+
+
 def plot_confusion(confusion: dict[str, Any], labels: list[str] | None) -> bytes:
     """Rows: true class, columns: predicted; colour = share of the row, numbers = counts."""
+    return _png(confusion_figure(confusion, labels))
+
+
+def confusion_figure(confusion: dict[str, Any], labels: list[str] | None) -> Any:
+    """The matrix as a matplotlib Figure (up to MAX_MATRIX_CLASSES classes; tests measure its labels)."""
     classes = confusion["classes"]
     matrix = confusion["matrix"]
     n = len(classes)
-    names = [labels[c] if labels and 0 <= c < len(labels) else str(c) for c in classes]
+    names = [class_name(c, labels, NAME_CHARS) for c in classes]
     side = min(14.0, max(4.0, 0.45 * n + 2))
     fig = _figure(side, side)
     ax = fig.add_subplot(1, 1, 1)
@@ -245,7 +260,7 @@ def plot_confusion(confusion: dict[str, Any], labels: list[str] | None) -> bytes
                 if matrix[i][j]:
                     ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=font,
                             color="white" if shares[i][j] > 0.5 else "black")
-    return _png(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------- page
@@ -254,6 +269,7 @@ def plot_confusion(confusion: dict[str, Any], labels: list[str] | None) -> bytes
 class ReportFiles:
     html: str
     images: dict[str, str]  # name -> PNG path
+    review: Review | None = None  # the failed and misclassified images the page lists
 
 
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
@@ -288,7 +304,41 @@ table.kv th{color:#555;font-weight:normal}table.grid td,table.grid th{border:1px
 img{max-width:100%;height:auto}.note{color:#a15c00}.foot{color:#777;font-size:.85em;margin-top:2em}"""
 
 
-def render_html(data: RunData, pngs: dict[str, bytes]) -> str:
+def _cut(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
+def _review_html(review: Review, labels: list[str] | None, classes: int) -> str:
+    """The images to act on: failed ones with their reason, misclassified ones, the top confusions."""
+    parts = []
+    if review.failed_total:
+        parts.append(f"<h2>Failed images ({review.failed_total})</h2><table class='grid'><tr><th>path</th>"
+                     f"<th>reason</th></tr>")
+        parts.extend(f"<tr><td>{html.escape(p)}</td><td>{html.escape(_cut(e))}</td></tr>" for p, e in review.failed)
+        parts.append("</table>" + _more(review.failed_total, len(review.failed)))
+    if review.confusions:
+        many = f" ({classes} classes: a matrix would be unreadable)" if classes > MAX_MATRIX_CLASSES else ""
+        parts.append(f"<h2>Most frequent confusions{many}</h2><table class='grid'><tr><th>true class</th>"
+                     f"<th>predicted as</th><th>images</th></tr>")
+        parts.extend(f"<tr><td>{html.escape(class_name(t, labels))}</td><td>{html.escape(class_name(p, labels))}"
+                     f"</td><td>{c}</td></tr>" for t, p, c in review.confusions)
+        parts.append("</table>")
+    if review.misclassified_total:
+        parts.append(f"<h2>Misclassified images ({review.misclassified_total})</h2><table class='grid'><tr>"
+                     f"<th>path</th><th>true class</th><th>predicted</th></tr>")
+        parts.extend(f"<tr><td>{html.escape(path)}</td><td>{html.escape(class_name(t, labels))}</td>"
+                     f"<td>{html.escape(class_name(p, labels))}</td></tr>" for path, t, p in review.misclassified)
+        parts.append("</table>" + _more(review.misclassified_total, len(review.misclassified)))
+    if review.note:
+        parts.append(f"<p class='note'>{html.escape(review.note)}</p>")
+    return "".join(parts)
+
+
+def _more(total: int, shown: int) -> str:
+    return f"<p>the first {shown} of {total} are listed (at most {MAX_LISTED})</p>" if total > shown else ""
+
+
+def render_html(data: RunData, pngs: dict[str, bytes], review: Review | None = None) -> str:
     s = data.summary
     title = f"compss-infer report: {os.path.basename(data.results)}"
     acc = s.get("accuracy")
@@ -321,6 +371,8 @@ def render_html(data: RunData, pngs: dict[str, bytes]) -> str:
         parts.append("<h2>Accuracy</h2>" + _accuracy_html(acc, data.labels))
         if "confusion" in pngs:
             parts.append(f"<p>{captions['confusion'][1]}</p>{_img(pngs['confusion'], 'Confusion matrix')}")
+    if review is not None:
+        parts.append(_review_html(review, data.labels, len(((acc or {}).get("confusion") or {}).get("classes") or [])))
     ids = model.get("ids_used") or {}
     parts.append("<h2>Model</h2>" + _kv_table([
         ("path", model.get("path")), ("sha256", model.get("sha256")),
@@ -351,13 +403,14 @@ def write_report(results: str) -> ReportFiles:
     elif not data.notes:
         data.notes.append("no chunk ran in this run (nothing to draw on a timeline)")
     acc = data.summary.get("accuracy")
-    if acc and (acc.get("confusion") or {}).get("classes"):
+    if acc and 0 < len((acc.get("confusion") or {}).get("classes") or []) <= MAX_MATRIX_CLASSES:
         pngs["confusion"] = plot_confusion(acc["confusion"], data.labels)
+    review = review_run(results, data.summary) if os.path.exists(results) else None
     images = {}
     for name, png in pngs.items():
         path = f"{results}.{name}.png"
         write_bytes(path, png)
         images[name] = path
     page = f"{results}.report.html"
-    write_bytes(page, render_html(data, pngs).encode("utf-8"))
-    return ReportFiles(html=page, images=images)
+    write_bytes(page, render_html(data, pngs, review).encode("utf-8"))
+    return ReportFiles(html=page, images=images, review=review)

@@ -56,9 +56,14 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     scores = result.scores.tolist() if result.scores is not None else None
     topk = result.topk_ids.tolist() if result.topk_ids is not None else None
     topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
-    errors = result.errors
+    errors = dict(result.errors)
+    named = len(labels) + rf.label_offset if labels else None  # class ids the labels file names
     for j, path in enumerate(listed):
         err = errors.get(j) if errors else None
+        if err is None and named is not None and ids[j] >= named:  # the backstop when the class count is unknown
+            err = f"InferenceError: class id {ids[j]} has no line in the labels file ({len(labels)} lines"
+            err += f", model.label_offset={rf.label_offset})" if rf.label_offset else ")"
+            errors[j] = err
         if err is not None:
             writer.write(Row(path, None, None, None, err))
             continue

@@ -43,7 +43,7 @@ from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
 from .sizing import auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
-from .advice import fast_decode, unchosen_preprocessing
+from .advice import check_preprocessing, class_count_unknown, fast_decode
 
 log = logging.getLogger("compss_infer")
 
@@ -197,9 +197,11 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
         check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
+        check_preprocessing(cfg, info)
         if isinstance(truth, FolderTruth):
             truth.num_classes = info.num_classes
-        warnings = [w for w in (unchosen_preprocessing(cfg, info), fast_decode(cfg, info)) if w]
+            truth.check_folders(plan.listed())
+        warnings = [w for w in (class_count_unknown(info, labels), fast_decode(cfg, info)) if w]
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size

@@ -52,6 +52,24 @@ def _pick(tensors: list[TensorDesc], wanted: str | None, what: str, path: str) -
     raise ModelError(f"cannot tell the {what}: set model.{what} to one of " + ", ".join(str(t) for t in tensors))
 
 
+def _concrete_shape(x: TensorDesc, info: ModelInfo) -> list[int] | None:
+    """The input shape to allocate when the model leaves a dimension open (None when all are fixed).
+
+    Height, width and channels come from ``preprocess.size``/mode (checked by ``_analyze``); an open
+    batch dimension starts at 1 and follows each batch later (``_run``).
+    """
+    if all(d is not None for d in x.shape):
+        return None
+    batch = info.fixed_batch or 1
+    if info.input_kind == "image":
+        return [batch, info.height, info.width, info.channels]
+    if info.input_kind == "unbatched":
+        return [info.height, info.width, info.channels]
+    if info.input_kind == "flat":
+        return [batch, info.height * info.width * info.channels]
+    return None
+
+
 class LiteRTPredictor:
     """A ``.tflite`` model ready to run batches; implements ``model.protocol.Predictor``."""
 
@@ -73,7 +91,7 @@ class LiteRTPredictor:
         y = model.outputs[y_index]
         info = self._analyze(model, x, y)
         _, self.threads = resolve_threads(spec.session, spec.default_threads)
-        self._interp = self._make_interpreter(data, path)
+        self._interp = self._make_interpreter(data, path, _concrete_shape(x, info))
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[y_index]["index"]
         self._x, self._y = x, y
@@ -88,11 +106,14 @@ class LiteRTPredictor:
         self.load_s = time.perf_counter() - started
 
     # ------------------------------------------------------------------ loading
-    def _make_interpreter(self, data: bytes, path: str) -> Any:
+    def _make_interpreter(self, data: bytes, path: str, shape: list[int] | None) -> Any:
+        """The interpreter, its input resized to ``shape`` (the size the run feeds) before allocation."""
         from ai_edge_litert.interpreter import Interpreter
         try:
             with quiet_stderr():
                 interp = Interpreter(model_content=data, num_threads=self.threads)  # XNNPACK: the default
+                if shape is not None:  # dynamic height/width: XNNPACK cannot plan a 1x1 placeholder shape
+                    interp.resize_tensor_input(interp.get_input_details()[0]["index"], shape, strict=False)
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"LiteRT cannot load {path}: {_first_line(exc)}") from None
@@ -136,7 +157,7 @@ class LiteRTPredictor:
             if num_classes is not None and top_k > num_classes:
                 raise ConfigError(f"run.top_k={top_k} exceeds the model's {num_classes} classes")
         elif y.dtype in ("int32", "int64"):
-            out_kind, num_classes = "class_id", None
+            out_kind, num_classes = "class_id", model.class_counts.get(y.name)
             if top_k > 1:
                 raise ConfigError(f"run.top_k={top_k} needs a model that outputs scores; {y} gives class ids")
         else:
@@ -145,7 +166,7 @@ class LiteRTPredictor:
                          output_name=y.name, output_dtype=y.dtype, output_shape=y.shape, output_kind=out_kind,
                          fixed_batch=fixed, num_classes=num_classes, height=height, width=width, channels=want_c,
                          node_count=model.operator_count, function_count=model.subgraph_count - 1,
-                         device=f"cpu (LiteRT, XNNPACK)")
+                         device=f"cpu (LiteRT, XNNPACK)", input_range=x.float_range())
 
     def _input_plan(self, x: TensorDesc) -> tuple[np.dtype, Any]:
         """(dtype the worker hands over, integer shift or None).  See the module docstring."""
