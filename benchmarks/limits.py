@@ -130,8 +130,9 @@ def _decoder(variant: str, size: int, mode: str):
 
             def raw(data: bytes):
                 h, w, _, _ = simplejpeg.decode_jpeg_header(data)  # the limit check reads this first
+                fit = least if min(h, w) >= least else 0  # an unreachable minimum would make it upscale
                 return simplejpeg.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB",
-                                              min_height=least, min_width=least)
+                                              min_height=fit, min_width=fit)
         elif base == "turbojpeg":
             from turbojpeg import TJPF_GRAY, TJPF_RGB, TurboJPEG
             tj = TurboJPEG()  # needs the system's libturbojpeg
