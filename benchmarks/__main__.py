@@ -7,7 +7,9 @@ run, interleaved, the median of --reps runs of:
   (c) `compss-infer run` with its defaults (local engine),
   (d) `compss-infer run` with the best settings a short sweep finds,
 and the ceilings: model-only throughput (best batch, all cores) and decode+resize-only throughput;
-then the int8 contenders (benchmarks/int8.py: W2 int8 vs fp32, model-only int8, demo-CNN accuracy)
+then the int8 contenders (benchmarks/int8.py: a MobileNet trained here, full int8 and quantize's
+fallback against fp32: agreement on images never calibrated on, whole-process and model-only speed;
+demo-CNN accuracy);
 and the real-size photos (benchmarks/realsize.py: W3 and W3L, decoders, fp32/int8, decode agreement).
 Every contender is timed as a whole process, from start to results written.  Prints a table and the
 ratios, writes a JSON file and updates the table in docs/benchmarks.md.
@@ -251,7 +253,7 @@ def main() -> int:
     int8_md = None
     if not args.no_int8 and args.device == "cpu":
         from . import int8
-        result["int8"] = int8.bench(work, args.count.get("W2"), args.reps, cores, args.limit_seconds)
+        result["int8"] = int8.bench(work, args.reps, cores, args.limit_seconds)
         m = result["machine"]
         int8_md = int8.table_md(result["int8"], f"Machine: {m['cpu']}, {m['cores']} cores; {result['date']}")
     if not args.no_w3 and args.device == "cpu":  # its own process: it writes its JSON and its doc table

@@ -123,6 +123,17 @@ def make_list(path: str, n: int, pool: str) -> None:
         fh.write("".join(names[: n % 10000]).encode())
 
 
+def measured_run(runner: Any, cfg: Any) -> tuple[Any, float, float, float]:
+    """(summary, master CPU s, wall s, peak RSS MB) of ``runner.run(cfg)`` in this process."""
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    summary = runner.run(cfg, started=t0)
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return summary, cpu, wall, round(r1.ru_maxrss / 1024, 1)
+
+
 def run_simulated(n: int, workdir: str, workers: int) -> dict[str, Any]:
     from compss_infer.run import runner
     from compss_infer.run.config import build_config
@@ -143,17 +154,12 @@ def run_simulated(n: int, workdir: str, workers: int) -> dict[str, Any]:
     runner.warm_up = fake_warm_up
     parts = Parts()
     instrument(parts)
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.monotonic()
-    summary = runner.run(cfg, started=t0)
-    wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    summary, cpu, wall, peak_mb = measured_run(runner, cfg)
     size = os.path.getsize(out)
     for p in (out, out + ".summary.json", out + ".tasks.csv", lst):
         os.unlink(p)
     return {"images": n, "master_cpu_s": round(cpu, 3), "master_cpu_us_per_image": round(cpu / n * 1e6, 3),
-            "peak_master_rss_mb": round(r1.ru_maxrss / 1024, 1), "wall_s": round(wall, 2),
+            "peak_master_rss_mb": peak_mb, "wall_s": round(wall, 2),
             "results_bytes": size, "failed": summary.failed,
             "parts_us_per_image": {k: round(v / n * 1e6, 3) for k, v in sorted(parts.cpu.items(), key=lambda kv: -kv[1])}}
 

@@ -29,7 +29,6 @@ import tempfile
 from datetime import datetime, timezone
 
 from . import harness, limits, workloads
-from .int8 import quantize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,6 +46,17 @@ def py(*args: str) -> list[str]:
 def run_cmd(model: str, images: str, out: str, extra: list[str] = ()) -> list[str]:
     return py("-m", "compss_infer", "run", "--model", model, "--images", images, "--output", out, "--overwrite",
               "--no-progress", "-q", *extra)
+
+
+def quantize(wl, work: str, samples: int = 200) -> str:
+    """W3's int8 twin, by `compss-infer quantize` (full int8; random weights: no agreement bar)."""
+    out = os.path.join(work, f"{wl.name}-{wl.count}-int8.tflite")
+    if not os.path.exists(out):
+        m = harness.run(py("-m", "compss_infer", "quantize", wl.model, "--calibration", wl.images, "--output", out,
+                           "--samples", str(samples), "--min-agreement", "0", "--no-fallback", "--overwrite", "-q"))
+        if m.returncode:
+            raise SystemExit(f"quantize failed: {m.stderr_tail}")
+    return out
 
 
 def contenders(wl, int8: str, work: str, baseline_src: str | None) -> dict:
@@ -192,7 +202,7 @@ def main() -> int:
     started = uptime()
     sets = {name: workloads.build(name, args.workdir, args.count.get(name)) for name in args.sets.split(",")}
     first = next(iter(sets.values()))
-    int8 = quantize(first, args.workdir, 200)
+    int8 = quantize(first, args.workdir)
     print(f"== model-only limits ({os.path.basename(first.model)}, {os.path.basename(int8)})", flush=True)
     model_lim = {k: limits.model_limit(m, (first.height, first.width, 3), [1, 4, 16], cores, args.seconds)
                  for k, m in (("fp32", first.model), ("int8", int8))}

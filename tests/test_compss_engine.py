@@ -103,31 +103,23 @@ def test_poison_image_costs_only_its_own_row(tmp_path, quadrant_model, quadrant_
 
 
 def test_a_task_child_sigkilled_mid_run_loses_no_image(master, tmp_path, quadrant_images):
-    """This process is the master; the child process of its one executor's task is SIGKILLed as soon
-    as it exists (a crash mid-chunk is in test_compss_supervisor.py) (the real runtime would never replace the executor itself, so the task
-    keeps the work in a child).  The model is staged (run.stage_model: FILE_IN) as a .pbtxt, so the
+    """This process is the master; the worker process of the node server its one executor's task
+    started is SIGKILLed as soon as it exists, loading or classifying (a crash mid-chunk is in
+    test_compss_supervisor.py; the real runtime would never replace the executor itself, so the task
+    keeps the work out of it).  The model is staged (run.stage_model: FILE_IN) as a .pbtxt, so the
     task must also cope with the renamed copy COMPSs hands it."""
-    import psutil
+    import nodeprocs
     model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "quad.pbtxt"))
     folder, items = quadrant_images(12)
     runtime = master(cpus=1, optimize=False)  # no python -O: see the poison test
     executors = runtime.executor_pids()
     killed = []
 
-    def kill_first_child():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for pid in runtime.executor_pids(busy=True):
-                try:  # the child of the task's supervisor: forked by its forkserver (the executor's child)
-                    workers = [c for c in psutil.Process(pid).children(recursive=True) if c.ppid() != pid]
-                    if workers:
-                        workers[0].kill()
-                        killed.append(workers[0].pid)
-                        return
-                except psutil.Error:
-                    pass
-            time.sleep(0.02)
-    threading.Thread(target=kill_first_child, daemon=True).start()
+    def kill_first_worker():
+        worker = nodeprocs.wait_for(str(tmp_path), "worker")
+        worker.kill()
+        killed.append(worker.pid)
+    threading.Thread(target=kill_first_worker, daemon=True).start()
     out = str(tmp_path / "compss.csv")
     summary = run(build_config(None, flags(model, folder, out, chunk_size=3, stage_model=True)))
     assert killed and summary.exit_code == 0 and summary.classified == 12  # killed loading or classifying:
@@ -159,15 +151,22 @@ def test_device_gpu_uses_the_gpu_task_variant(master, tmp_path, quadrant_model, 
     engine.start(warm_up, spec)
     # The model vanished before the task ran: the worker cannot load it (no TensorFlow needed to see
     # that), and a model-loading failure in a task stops the run instead of splitting chunks forever.
+    # that stops the run once it is consistent (here: the same node, again after the pause), instead of
+    # splitting chunks forever; the first time it is a chunk to retry after the pause.
     gone = WorkerSpec(ModelSpec(path=str(tmp_path / "gone.pb")), spec.preprocess, spec.session)
+    engine.setup_pause = 0.5
     engine.submit(0, classify_chunk, gone, paths)
-    with pytest.raises(RunAborted, match="could not load the model: ModelError: cannot read model"):
+    (first,) = engine.poll(60)
+    assert first.failure.startswith("ModelError: cannot read model") and first.retry_after == 0.5
+    time.sleep(0.6)
+    engine.submit(1, classify_chunk, gone, paths)
+    with pytest.raises(RunAborted, match=r"could not load the model: ModelError: cannot read model.*again"):
         engine.poll(60)
     engine.close(abort=True)
     assert runtime.registered[f"{TASKS}._classify_task_gpu"].gpus == 1
-    (label, _, env), = runtime.history
-    assert label == f"{TASKS}._classify_task_gpu" and env["CUDA_VISIBLE_DEVICES"] == "0"
-    assert env["COMPSS_NUM_THREADS"] == "1"  # the GPU task reserves one CPU computing unit
+    for label, _, env in runtime.history:
+        assert label == f"{TASKS}._classify_task_gpu" and env["CUDA_VISIBLE_DEVICES"] == "0"
+        assert env["COMPSS_NUM_THREADS"] == "1"  # the GPU task reserves one CPU computing unit
 
 
 def test_computing_units_and_time_out_come_from_the_config_or_the_environment(master, monkeypatch, tmp_path,
@@ -268,3 +267,25 @@ def test_without_a_runtime_pycompss_runs_the_tasks_in_the_master(quadrant_model,
     engine.close(abort=True)
     assert outcome.key == 7 and outcome.failure is None
     assert outcome.value.class_ids.tolist() == [q for _, q in items]
+
+
+def test_tar_shards_through_compss_a_task_per_shard_slice_staged_as_one_file(master, tmp_path, monkeypatch):
+    """Issue 19: shards on the compss engine.  Each task gets a shard slice; with run.stage_shards (no
+    shared file system) the shard travels as one FILE_IN per task, never one per image.  Indexing runs
+    as COMPSs tasks too.  The results equal the sequential engine's, byte for byte."""
+    from test_shards import sample, write_tar
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("data")
+    for s in range(2):
+        write_tar(f"data/{s}.tar", [m for i in range(s * 6, s * 6 + 6) for m in sample(i)])
+    model = tm.write_graph(tm.quadrant_graph(), str(tmp_path / "quad.pb"))
+    runtime = master(cpus=1, optimize=False)
+    out = str(tmp_path / "compss.csv")
+    summary = run(build_config(None, flags(model, None, out, shards="data/{0..1}.tar", chunk_size=4,
+                                           stage_model=True, stage_shards=True, truth_from="cls")))
+    assert summary.exit_code == 0 and summary.classified == 12 and summary.accuracy == 1.0
+    transfers = os.listdir(os.path.join(runtime.config.working_dir, "transfers"))
+    assert len(transfers) == 3  # the model and the two shards travelled as files: one per shard, none per image
+    reference = str(tmp_path / "sequential.csv")
+    run(build_config(None, flags(model, None, reference, shards="data/{0..1}.tar", chunk_size=4, engine="sequential")))
+    assert Path(out).read_bytes() == Path(reference).read_bytes()

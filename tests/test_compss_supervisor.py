@@ -2,8 +2,9 @@
 
 The master side is the stand-in (this pytest process); its executors hand every task to the real
 ``process_task`` of ../shared/third_party/compss-3.3/python, which arms the real ``time_out`` alarm.
-Each task's supervisor runs the chunk in a child process it owns, so a chunk that computes in C++
-past its limit, or that segfaults, comes back as a failure and the executor lives on.
+Each task hands the chunk to the node's inference server (a worker process of it runs the chunk),
+so a chunk that computes in C++ past its limit, or that segfaults, comes back as a failure and the
+executor lives on.
 """
 import os
 import sys
@@ -81,7 +82,7 @@ def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_l
     engine = make_engine("compss", workers=1, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=10))
     engine.start(warm_up, spec)
     engine.preflight()
-    assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the child has loaded the model
+    assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the node server's worker has loaded the model
     t0 = time.monotonic()
     hung = classify(engine, 1, spec, [white])
     took = time.monotonic() - t0

@@ -95,14 +95,15 @@ def test_one_master_per_journal(tmp_path):
 
 
 def test_row_ends_survive_a_line_break_inside_a_row(tmp_path):
-    from compss_infer.run.results import ShardedWriter, read_rows
+    from compss_infer.run.results import read_rows
+    from compss_infer.run.sinks.parts import RowParts
     from compss_infer.run.rows import row_ends
     res = ChunkResult(class_ids=np.array([1, 2, 3], np.int64), scores=np.array([0.5, 0.6, 0.7], np.float32))
     rows = format_chunk(res, ["a.png", "b\nc.png", "d,é.png"], RowFormat())
     assert rows.ends is not None and len(rows.ends) == 3
     ends = row_ends(rows.rows, 3, rows.ends)
     assert rows.rows[:ends[0]] == b"a.png,1,0.5,,\n" and rows.rows[ends[0]:ends[1]] == b'"b\nc.png",2,0.6,,\n'
-    w = ShardedWriter(str(tmp_path / "out") + "/", "csv", 1, 2)
-    w.write(rows.rows, ends)
+    w = RowParts(str(tmp_path / "out") + "/", "csv", 1, 2)
+    w.write(rows.rows, 3, ends)
     w.close(3)
     assert [r["path"] for r in read_rows(str(tmp_path / "out"))] == ["a.png", "b\nc.png", "d,é.png"]

@@ -58,4 +58,6 @@ def test_poison_image_costs_only_its_own_row(tmp_path):
     assert failed[0][1].startswith("TaskFailed: ") and "SIGSEGV" in failed[0][1]
     assert all(cid == len(names[i]) for i, cid, e in rows if not e)
     assert stats.images_given_up == 1 and engine.replaced >= 4
+    # every failed attempt but the last (given up) was rerun, each after a crash
+    assert dict(stats.retries_by_cause) == {"WorkerCrashed": stats.tasks_failed - 1}
     journal.remove()

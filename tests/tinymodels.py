@@ -63,6 +63,27 @@ def quadrant_graph(h: int = 8, w: int = 8, c: int = 1, batch: int | None = None,
     return g.as_graph_def()
 
 
+def hostile_graph(h: int = 8, w: int = 8) -> Any:
+    """The quadrant classifier (x / 255 input) through one quantization-hostile layer.
+
+    A 1x1 convolution spreads the image into 4 channels, one of them 1000 times the others (an outlier
+    channel); the next 1x1 convolution adds channel 0 and one millionth of the outlier back, so in
+    float the answer is the quadrant classifier's (x 1.001).  In int8 the spread tensor gets one
+    per-tensor scale for all channels, wide enough for the outlier, and channel 0 rounds to nothing:
+    the answers collapse unless both convolutions stay in float.
+    """
+    tf = import_tf()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, h, w, 1], name="images")
+        w1 = np.array([1.0, 0.5, 0.25, 1000.0], np.float32).reshape(1, 1, 1, 4)
+        spread = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"), name="spread")
+        w2 = np.array([1.0, 0.0, 0.0, 1e-6], np.float32).reshape(1, 1, 4, 1)
+        mixed = tf.nn.conv2d(spread, w2, 1, "SAME", name="mix")
+        tf.nn.softmax(_quadrant_logits(tf, mixed * 255.0, h, w), name="probs")
+    return g.as_graph_def()
+
+
 def inverted_graph(h: int = 8, w: int = 8) -> Any:
     """Same tensors as the quadrant classifier, opposite answer: the darkest quadrant wins."""
     tf = import_tf()

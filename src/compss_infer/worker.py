@@ -20,6 +20,8 @@ from .core.contracts import ChunkResult, ModelInfo, TaskTiming, WorkerSpec
 from .core.errors import CompssInferError
 from .model.outputcheck import batch_rows, check_outputs, error_text
 from .images.preprocess import Geometry, ImageError, check_header, decode, normalize
+from .images.readers import fetch
+from .images.shards import SHARD_REFS, ShardSlice, SliceList, read_refs
 
 
 class _Done:
@@ -56,17 +58,40 @@ def warm_up(spec: WorkerSpec) -> ModelInfo:
     return _load(spec)[2]
 
 
-def _decode_batch(paths: Sequence[str], spec: WorkerSpec, geometry: Geometry):
-    """Decode a batch: (uint8 array of the good images, their offsets, {offset: error text})."""
+def _decode_batch(paths: Sequence[object], spec: WorkerSpec, geometry: Geometry):
+    """Decode a batch: (uint8 array of the good images, their offsets, {offset: error text}).
+
+    ``paths``: file paths, tar member references (read here, one range per shard) or known errors.
+    """
     arrays, good, errors = [], [], {}
-    for i, path in enumerate(paths):
+    for i, source in enumerate(fetch(paths)):
         try:
-            arrays.append(decode(path, spec.preprocess, geometry))
+            if isinstance(source, ImageError):
+                raise source
+            arrays.append(decode(source, spec.preprocess, geometry))
             good.append(i)
         except ImageError as exc:
             errors[i] = exc.row_text()
     batch = np.stack(arrays) if arrays else None
     return batch, good, errors
+
+
+def tie_notes(rows: np.ndarray, offsets: list[int]) -> dict[int, str]:
+    """{offset: note} for rows whose top score is shared by two or more classes.
+
+    An int8 softmax gives scores in steps of 1/256, so two classes can tie where fp32 would have
+    told them apart (and any model can tie exactly); nothing in the output says which way, so the
+    row keeps the lowest tied id and says so, instead of passing a coin toss off as an answer.
+    """
+    top = rows.max(axis=1, keepdims=True)
+    tied = np.flatnonzero((rows == top).sum(axis=1) > 1)
+    out = {}
+    for r in tied:
+        classes = np.flatnonzero(rows[r] == top[r, 0])
+        shown = " ".join(str(int(c)) for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
+        out[offsets[r]] = (f"TiedTopScore: classes {shown} share the top score {format(float(top[r, 0]), '.6g')}; "
+                           f"the class_id is the lowest of them")
+    return out
 
 
 def _infer_isolating(predictor, items, offsets, errors, kind):
@@ -89,10 +114,20 @@ def _infer_isolating(predictor, items, offsets, errors, kind):
     return pieces
 
 
-def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
-    """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's)."""
+def classify_chunk(spec: WorkerSpec, paths: Sequence[str] | ShardSlice | SliceList) -> ChunkResult:
+    """Classify ``paths`` (absolute) in batches of ``spec.batch_size`` (default: the model's).
+
+    ``paths`` may be a slice of a tar shard instead: its samples are found here (the master knows
+    only their offsets), and the result carries their row paths (``listed``) and ``.cls`` ids.
+    """
     started = time.time()
     predictor, loaded_now, info = _load(spec)
+    listed = truth = None
+    if isinstance(paths, SHARD_REFS):
+        listed, paths, truth = read_refs(paths)
+        if info.takes_paths:  # the runner refuses this before any work; never feed a graph a member
+            paths = [ImageError("UnsupportedInput", "this graph reads image files by path; a tar member "
+                                "has none")] * len(paths)
     n = len(paths)
     ids = np.full(n, -1, np.int64)
     scores = np.full(n, np.nan, np.float32) if info.output_kind == "scores" else None
@@ -100,6 +135,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
     topk_ids = np.full((n, k), -1, np.int64) if k else None
     topk_scores = np.full((n, k), np.nan, np.float32) if k else None
     errors: dict[int, str] = {}
+    notes: dict[int, str] = {}
     decode_s = infer_s = 0.0
 
     def store(pieces: list) -> None:
@@ -117,6 +153,7 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
         best = rows.argmax(axis=1)
         ids[idx] = best
         scores[idx] = rows[np.arange(len(rows)), best]
+        notes.update(tie_notes(rows, offsets))
         if k:
             order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
             topk_ids[idx] = order
@@ -130,6 +167,8 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
             offsets = []
             for i in range(s, min(s + bs, n)):
                 try:
+                    if isinstance(paths[i], ImageError):
+                        raise paths[i]
                     check_header(paths[i], spec.preprocess.max_pixels, spec.preprocess.exif_transpose)
                     offsets.append(i)
                 except ImageError as exc:
@@ -178,4 +217,5 @@ def classify_chunk(spec: WorkerSpec, paths: Sequence[str]) -> ChunkResult:
                         load_s=predictor.load_s if loaded_now else 0.0, decode_s=decode_s,
                         infer_s=infer_s, model_id=predictor.model_id)
     return ChunkResult(class_ids=ids, scores=scores, topk_ids=topk_ids, topk_scores=topk_scores,
-                       errors=errors, timing=timing)
+                       errors=errors, timing=timing, listed=listed, truth=truth,
+                       notes={i: t for i, t in notes.items() if i not in errors})

@@ -25,6 +25,10 @@ def print_summary(summary: Any, stream: Any = None) -> None:
         coverage = (summary.data.get("accuracy") or {}).get("coverage")  # "accuracy X on N of M images"
         line += f"; {coverage}" if coverage else f"; accuracy {summary.accuracy:.4f}"
     print(line, file=stream)
+    checked = (summary.data.get("model") or {}).get("card_check")
+    if checked:  # an int8 model: what its card says quantize measured against fp32
+        from ..model.quantcheck import card_check_line
+        print(f"compss-infer: model card: {card_check_line(checked)}", file=stream)
     if summary.report:
         print(f"compss-infer: report {summary.report}", file=stream)
 

@@ -84,6 +84,9 @@ class ChunkResult:
     topk_scores: np.ndarray | None = None  # (n, k) float32
     errors: dict[int, str] = field(default_factory=dict)  # offset in chunk -> "Kind: reason"
     timing: TaskTiming | None = None
+    listed: list[str] | None = None  # row paths, when the worker found them (the samples of a tar shard slice)
+    truth: np.ndarray | None = None  # int32 class ids from the samples' .cls members (-1: none), when asked
+    notes: dict[int, str] = field(default_factory=dict)  # offset -> note on a classified row (a tied top score)
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])
@@ -93,3 +96,17 @@ class ChunkResult:
         """A result in which every image failed with the same reason (a chunk given up on)."""
         return cls(class_ids=np.full(n, -1, np.int64), scores=None,
                    errors={i: text for i in range(n)})
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """A COMPSs task that failed: ``text`` is ``Kind: reason``.
+
+    ``setup``: the model could not be loaded there (a model error, or workers that keep dying while
+    loading); the master aborts the run only when that repeats (on another node, or on the same node
+    after a pause).  ``host``: the node it happened on.
+    """
+
+    text: str
+    setup: bool = False
+    host: str = ""

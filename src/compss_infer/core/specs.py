@@ -11,7 +11,8 @@ RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
 DECODE_MODES = ("safe", "fast", "full")
 MODES = ("L", "RGB", "BGR")
 ENGINES = ("local", "sequential", "compss")
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "parquet")
+TRUTH_FROM = ("folders", "cls")
 START_METHODS = ("forkserver", "spawn")
 
 
@@ -61,6 +62,8 @@ class RunSpec:
 
     images: str | None = None
     image_list: str | None = None
+    shards: str | None = None  # tar shards: a brace pattern, a folder of .tar files, a .tar or a list file
+    shards_base: str | None = None  # the folder relative --shards paths resolve against (set by the config layering)
     output: str | None = None
     format: str | None = None
     engine: str = "local"
@@ -76,9 +79,11 @@ class RunSpec:
     task_timeout_floor: float = 60.0  # the auto rule's floor (seconds)
     truth: str | None = None
     truth_from_folders: bool = False
+    truth_from: str | None = None  # folders | cls (the samples' .cls members of tar shards)
     start_method: str = "forkserver"
     window: int | None = None
     stage_model: bool = False
+    stage_shards: bool = False  # COMPSs without a shared file system: each task gets its shard as a FILE_IN
     report: bool = False
     shard_rows: int | None = None  # with --output DIR/: part-00000.<fmt> ... of this many rows + manifest.json
 

@@ -11,11 +11,17 @@ from ..core.errors import CompssInferError, ModelError
 
 @dataclass
 class Outcome:
-    """What became of one submitted task: a value, or a failure text ``Kind: reason``."""
+    """What became of one submitted task: a value, or a failure text ``Kind: reason``.
+
+    ``retry_after``: the failure was probably not the task's (a model file that could not be read
+    for a moment on one node), so the scheduler reruns it whole after a pause instead of counting
+    it against its images.
+    """
 
     key: Any
     value: Any = None
     failure: str | None = None
+    retry_after: float | None = None  # run the task again as it is, no sooner than this (seconds)
 
 
 class Engine(Protocol):

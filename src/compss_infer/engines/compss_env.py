@@ -6,8 +6,8 @@ environment, exported by the launch scripts (and checked again by the engine):
 * ``COMPSS_INFER_CU``: computing units per task, read by ``@constraint(computing_units="$COMPSS_INFER_CU")``
   when COMPSs registers the task type; from ``session.intra_op_threads`` (default 1);
 * ``COMPSS_INFER_TIME_OUT``: the ``@task(time_out=...)`` in seconds, the executor's alarm.  The
-  chunk's own limit travels with each task and the task's supervisor enforces it (it kills its
-  child process); the alarm is only a backstop: ``run.task_timeout`` + the model-loading allowance
+  chunk's own limit travels with each task and the node's inference server enforces it (it kills
+  the chunk's worker process); the alarm is only a backstop: ``run.task_timeout`` + the model-loading allowance
   (5 x ``run.task_timeout_floor``) + 5 s for a fixed limit, 0 (none) for ``auto`` and ``none``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..core.specs import RunConfig, SessionSpec
 
 CU_ENV = "COMPSS_INFER_CU"
 TIME_OUT_ENV = "COMPSS_INFER_TIME_OUT"
-ALARM_GRACE = 5  # the alarm fires this long after a fixed limit: the supervisor's clear Timeout comes first
+ALARM_GRACE = 5  # the alarm fires this long after a fixed limit: the node server's clear Timeout comes first
 GPU_TASK_CPUS = 1  # the GPU task variant: processors=[1 CPU, 1 GPU]
 
 
@@ -53,7 +53,7 @@ def task_time_out(task_timeout: float | str | None, environ: Mapping[str, str] =
     """The COMPSs task ``time_out`` (the executor's backstop alarm) in whole seconds, 0 = none.
 
     A fixed ``run.task_timeout`` gives it + the model-loading allowance + ALARM_GRACE (the
-    supervisor's own, clearer Timeout comes first); ``auto`` and ``none`` give 0 (the limit of each
+    node server's own, clearer Timeout comes first); ``auto`` and ``none`` give 0 (the limit of each
     chunk travels with the task).  ``$COMPSS_INFER_TIME_OUT``, if set, must agree."""
     from .timelimit import TimeLimitPolicy
     fixed = isinstance(task_timeout, (int, float)) and not isinstance(task_timeout, bool) and task_timeout > 0

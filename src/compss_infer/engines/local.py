@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ..core.errors import CompssInferError, RunAborted
 from .timelimit import ChunkClock, TimeLimitPolicy
 from .base import Outcome, describe_exit, failure_text, portable_error
+from .lifeline import die_with_parent
 
 log = logging.getLogger("compss_infer")
 
@@ -45,6 +46,7 @@ def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any, gpu: str 
     ``gpu``: the one GPU this worker may use.  CUDA reads CUDA_VISIBLE_DEVICES when it first
     initialises, which TensorFlow does lazily (not at import), so setting it here still counts.
     """
+    die_with_parent()  # a SIGKILLed parent (the forkserver, or the master under spawn) takes us along
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -85,6 +87,12 @@ class _Worker:
 
 
 PRELOAD = ["compss_infer.model.backends.tf_preload"]  # the default: TensorFlow (callers pass the model's own list)
+GUARD = "compss_infer.engines._forkserver_guard"  # first in every forkserver: it dies with its parent
+
+
+def forkserver_preload(preload: list[str] | None = None) -> list[str]:
+    """What a forkserver of ours imports: the guard, then ``preload`` (by default TensorFlow)."""
+    return [GUARD] + [m for m in (preload or PRELOAD) if m != GUARD]
 
 
 class _ChildrenIgnoreSigint:
@@ -121,7 +129,7 @@ def prestart(start_method: str, preload: list[str] | None = None) -> None:
         return
     import multiprocessing
     from multiprocessing import forkserver
-    multiprocessing.get_context("forkserver").set_forkserver_preload(preload or PRELOAD)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(forkserver_preload(preload))
     with _ChildrenIgnoreSigint():
         forkserver.ensure_running()
 
@@ -142,7 +150,7 @@ class LocalEngine:
         self.max_startup_failures = max_startup_failures
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(preload or PRELOAD)
+            self._ctx.set_forkserver_preload(forkserver_preload(preload))
         self._pool: list[_Worker] = []
         self._queue: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
         self._init: tuple[Callable[[Any], Any], Any] | None = None

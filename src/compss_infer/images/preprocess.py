@@ -7,6 +7,7 @@ non-regular files (FIFOs, folders) are refused before reading, so a FIFO cannot 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from dataclasses import dataclass
@@ -244,13 +245,13 @@ def _dct_scale(im: Image.Image, spec: PreprocessSpec, geometry: Geometry, orient
     return round(width / drafted[1][2]) if drafted else 1
 
 
-def decode(path: str, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
-    """Decode, orient, convert, crop and resize one image: returns (H, W, C) uint8.
+def decode(path: str | bytes, spec: PreprocessSpec, geometry: Geometry) -> np.ndarray:
+    """Decode, orient, convert, crop and resize one image (a file, or a tar member's bytes): (H, W, C) uint8.
 
     ``preprocess.decode`` safe/fast shrinks large JPEGs on the way (libjpeg's DCT scaling; fast also
     Pillow's integer reduce inside the resize); the region cropped, the orientation and every check stay.
     """
-    fh = open_regular(path)
+    fh = io.BytesIO(path) if isinstance(path, bytes) else open_regular(path)
     try:
         im = _open_image(fh, spec.max_pixels)
         if getattr(im, "is_animated", False):

@@ -172,6 +172,36 @@ def _argmax_classes(model: Any, sg: Any, tensor: int, codes: list, names: dict[i
     return None
 
 
+@dataclass(frozen=True)
+class OpNode:
+    """One operator of the main subgraph: its builtin name and the names of its tensors."""
+
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def op_graph(data: bytes) -> list[OpNode]:
+    """The main subgraph's operators in execution order (quantize's fallback walks producers/consumers)."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(data, 0)
+    names = _op_names(schema)
+    sg = model.Subgraphs(0)
+
+    def tname(i: int) -> str:
+        return (sg.Tensors(i).Name() or b"").decode("utf-8", "replace") if i >= 0 else ""
+
+    ops = []
+    for j in range(sg.OperatorsLength()):
+        op = sg.Operators(j)
+        oc = model.OperatorCodes(op.OpcodeIndex())
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        ins = tuple(tname(int(i)) for i in (op.InputsAsNumpy() if op.InputsLength() else []))
+        outs = tuple(tname(int(i)) for i in (op.OutputsAsNumpy() if op.OutputsLength() else []))
+        ops.append(OpNode(names.get(code, f"BUILTIN_{code}"), ins, outs))
+    return ops
+
+
 def describe_unsafe(custom_code: str) -> str:
     if custom_code.startswith("Flex"):
         return (f"{custom_code}: a TensorFlow (Flex) op, run by TensorFlow's own kernels "

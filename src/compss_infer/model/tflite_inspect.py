@@ -10,6 +10,7 @@ from typing import Any
 
 from .files import card_path_for
 from .graph import input_layout
+from .quantcheck import card_check, card_check_line
 from ..images.ranges import mean_std_for, short
 from .tflite_audit import TensorDesc, read_tflite
 
@@ -39,6 +40,7 @@ class TfliteInspection:
     unsafe_ops: list[str] = field(default_factory=list)
     card: str | None = None
     description: str = ""
+    card_check: dict[str, Any] | None = None  # the quantize check's figures, from the card
     input_range: list[float] | None = None  # values a quantized input holds, from its scale and zero point
 
 
@@ -62,7 +64,8 @@ def inspect_tflite(path: str) -> TfliteInspection:
         inputs=[_tensor(t) for t in model.inputs], outputs=[_tensor(t) for t in model.outputs],
         input_kind=kind, fixed_batch=batch, quantized=quantized, ops=model.ops, safe=not model.unsafe,
         unsafe_ops=list(model.unsafe), card=os.path.abspath(card) if os.path.isfile(card) else None,
-        description=model.description, input_range=list(span) if span else None)
+        description=model.description, card_check=card_check(card),
+        input_range=list(span) if span else None)
 
 
 def _line(t: dict[str, Any]) -> str:
@@ -75,6 +78,8 @@ def format_tflite_text(info: TfliteInspection) -> str:
              f"operators  {info.operator_count}" + (f" in {info.subgraph_count} subgraphs" if info.subgraph_count > 1 else "")]
     if info.card:
         lines.append(f"card       {info.card}")
+    if info.card_check:
+        lines.append(f"check      {card_check_line(info.card_check)}")
     lines.append("inputs")
     lines.extend(f"    {_line(t)}" for t in info.inputs)
     lines.append("outputs")

@@ -15,7 +15,7 @@ from ..core.specs import RunConfig
 from ..core.errors import ConfigError, InputError, os_reason
 from ..model.checkpoint import locate_checkpoint, looks_like_checkpoint
 from ..model.files import check_model_path
-from .results import check_output, format_for, refuse_special
+from .results import check_output, format_for, is_sharded, refuse_special
 
 MIN_FREE_BYTES = 1 << 20  # below this nothing useful fits: refuse as "no space left"
 
@@ -29,8 +29,27 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
     r = cfg.run
     if not r.output:
         raise ConfigError("run.output: no results file given (--output FILE)")
-    if bool(r.images) == bool(r.image_list):
-        raise ConfigError("give exactly one of --images DIR (run.images) or --image-list FILE (run.image_list)")
+    if sum(bool(x) for x in (r.images, r.image_list, r.shards)) != 1:
+        raise ConfigError("give exactly one of --images DIR (run.images), --image-list FILE (run.image_list) or "
+                          "--shards SPEC (run.shards)")
+    truth_from = "folders" if r.truth_from_folders else r.truth_from
+    if r.truth_from_folders and r.truth_from not in (None, "folders"):
+        raise ConfigError(f"run.truth_from_folders and run.truth_from={r.truth_from} disagree: give one")
+    if sum(bool(x) for x in (r.truth, truth_from)) > 1:
+        raise ConfigError("give one source of ground truth: --truth CSV or --truth-from")
+    if truth_from == "cls" and not r.shards:
+        raise ConfigError("--truth-from cls reads the .cls members of tar shards: it needs --shards")
+    if truth_from == "folders" and r.shards:
+        raise ConfigError("--truth-from folders names classes by image folders; with --shards use --truth-from cls "
+                          "or --truth CSV")
+    if r.shards and r.shard_rows:
+        raise ConfigError("run.shard_rows cuts parts of file inputs; with --shards and --output DIR/ each input "
+                          "shard gets its own part")
+    if r.stage_shards and not r.shards:
+        raise ConfigError("run.stage_shards stages tar shards: it needs --shards")
+    if r.stage_shards and not r.stage_model:
+        raise ConfigError("run.stage_shards is for clusters without a shared file system, where the model must be "
+                          "staged too: set run.stage_model: true as well")
     if r.output == "-":
         raise InputError("--output -: results cannot go to stdout (the run journals and renames its "
                          "results file); give a file name (./- for a file named '-')")
@@ -45,7 +64,8 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
     if r.report:
         from .report import require_matplotlib
         require_matplotlib()  # refuse before the work, not after it
-    refuse_special(r.output)
+    if not is_sharded(r.output):  # DIR/ is a folder of parts (an interrupted run's parts already in it)
+        refuse_special(r.output)
     return r.output, format_for(r.output, r.format)
 
 

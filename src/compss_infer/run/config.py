@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from ..core.errors import ConfigError
-from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, ModelSpec, PreprocessSpec,
-                          RunConfig, RunSpec, SessionSpec)
+from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, TRUTH_FROM,
+                          ModelSpec, PreprocessSpec, RunConfig, RunSpec, SessionSpec)
 from ..core.yamlfile import load_yaml, number_problem
 from ..model.files import card_path_for
 
@@ -224,6 +224,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "run": {
         "images": _str(),
         "image_list": _str(),
+        "shards": _str(),
         "output": _str(),
         "format": _choice(FORMATS, optional=True, fold=str.lower),
         "engine": _choice(ENGINES, fold=str.lower),
@@ -239,9 +240,11 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "task_timeout_floor": _float(0.0, MAX_SECONDS, exclusive_min=True),
         "truth": _str(),
         "truth_from_folders": _bool,
+        "truth_from": _choice(TRUTH_FROM, optional=True, fold=str.lower),
         "start_method": _choice(START_METHODS, fold=str.lower),
         "window": _int(1, auto=True),
         "stage_model": _bool,
+        "stage_shards": _bool,
         "report": _bool,
         "shard_rows": _int(1),
     },
@@ -365,7 +368,13 @@ def build_config(config_file: str | None = None, flags: dict[str, Any] | None = 
         user["model"]["card"] = card
     merged = _merge(card_tree, user)
     chosen = frozenset(f"{section}.{key}" for section, body in merged.items() for key in body)
-    return dataclasses.replace(_validate(merged), chosen=chosen)
+    cfg = _validate(merged)
+    if cfg.run.shards:  # kept as written (rows name shards so); relative to the file that named it, else the cwd
+        named_on_command_line = "shards" in flag_tree.get("run", {}) or "shards" in set_tree.get("run", {})
+        base = os.getcwd() if named_on_command_line or not config_file else os.path.dirname(os.path.abspath(config_file))
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, shards=os.path.expanduser(cfg.run.shards),
+                                                               shards_base=base))
+    return dataclasses.replace(cfg, chosen=chosen)
 
 
 def config_to_yaml(cfg: RunConfig) -> str:

@@ -12,16 +12,20 @@ RUN_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     # flag, section, key, argparse options
     ("--images", "run", "images", {"metavar": "DIR", "help": "folder of images (recursive)"}),
     ("--image-list", "run", "image_list", {"metavar": "FILE", "help": "file with one image path per line"}),
+    ("--shards", "run", "shards", {"metavar": "SPEC", "help": "WebDataset tar shards: data/{00000..00999}.tar, a folder "
+                                   "of .tar files, or a list file"}),
     ("--model", "model", "path", {"metavar": "MODEL", "help": "frozen GraphDef (.pb or .pbtxt)"}),
     ("--labels", "model", "labels", {"metavar": "FILE", "help": "class names, line i = class i"}),
-    ("--output", "run", "output", {"metavar": "FILE", "help": "results file (.csv or .jsonl)"}),
-    ("--format", "run", "format", {"choices": ["csv", "jsonl"], "help": "results format (default: from the extension)"}),
+    ("--output", "run", "output", {"metavar": "FILE", "help": "results file (.csv, .jsonl or .parquet), or DIR/ for parts"}),
+    ("--format", "run", "format", {"choices": ["csv", "jsonl", "parquet"], "help": "results format (default: from the extension)"}),
     ("--engine", "run", "engine", {"choices": ["local", "sequential", "compss"], "help": "where chunks run (default local)"}),
     ("--workers", "run", "workers", {"type": int, "metavar": "N", "help": "local worker processes (default: one per core)"}),
     ("--batch-size", "run", "batch_size", {"type": int, "metavar": "N", "help": "images per session run (default: from the model)"}),
     ("--chunk-size", "run", "chunk_size", {"type": int, "metavar": "N", "help": "images per task (default: from the workload)"}),
     ("--top-k", "run", "top_k", {"type": int, "metavar": "K", "help": "also write the K best classes and scores"}),
     ("--truth", "run", "truth", {"metavar": "CSV", "help": "ground truth (path,class_id) for accuracy"}),
+    ("--truth-from", "run", "truth_from", {"choices": ["folders", "cls"], "help": "ground truth from <class>/ folder "
+                                           "names, or from the tar samples' .cls members"}),
     ("--task-timeout", "run", "task_timeout", {"metavar": "SEC|auto|none", "help": "kill a chunk running longer (default auto: from finished chunks)"}),
     ("--max-retries", "run", "max_retries", {"type": int, "metavar": "N", "help": "retries of a failing image (default 2)"}),
     ("--device", "session", "device", {"choices": ["cpu", "gpu"], "help": "run the session on the CPU or a GPU"}),

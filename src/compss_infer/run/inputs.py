@@ -78,8 +78,14 @@ class Lines:
     def listed(self) -> list[str]:
         return decode_lines(self.blob)
 
-    def absolute(self) -> list[str]:
-        return [absolute(self.base, p) for p in self.listed()]
+    def absolute(self, listed: list[str] | None = None) -> list[str]:
+        return [absolute(self.base, p) for p in (self.listed() if listed is None else listed)]
+
+    def __getstate__(self) -> tuple:
+        return self.blob, self.count, self.base
+
+    def __setstate__(self, state: tuple) -> None:
+        self.blob, self.count, self.base = state
 
     def __getitem__(self, key: Any) -> Any:
         """``lines[i]``: an absolute path; ``lines[:h]``, ``lines[h:]``: a split for the retry policy (rare)."""

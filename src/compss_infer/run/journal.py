@@ -62,6 +62,7 @@ class Record:
     timing: list[Any] | None
     attempts: int = 1
     ends: list[int] | None = None  # row end offsets, only when a row holds a line break
+    truth: np.ndarray | None = None  # int32 class ids from tar samples' .cls members (-1: none)
 
     @classmethod
     def from_rows(cls, start: int, rows: Any, attempts: int) -> "Record":
@@ -72,7 +73,7 @@ class Record:
                                          t.model_id]
         return cls(start=start, count=rows.count, rows=rows.rows, class_ids=rows.class_ids,
                    topk_ids=rows.topk_ids, errors=dict(rows.errors), timing=timing, attempts=attempts,
-                   ends=rows.ends)
+                   ends=rows.ends, truth=rows.truth)
 
     def encode(self) -> bytes:
         k = 0 if self.topk_ids is None else int(self.topk_ids.shape[1]) if self.topk_ids.ndim == 2 else 0
@@ -85,10 +86,14 @@ class Record:
             meta["a"] = self.attempts
         if self.ends is not None:
             meta["ends"] = self.ends
+        if self.truth is not None:
+            meta["tr"] = 1
         mb = json.dumps(meta, separators=(",", ":")).encode()
         parts = [_META.pack(len(mb)), mb, np.ascontiguousarray(self.class_ids, "<i4").tobytes()]
         if k:
             parts.append(np.ascontiguousarray(self.topk_ids, "<i4").tobytes())
+        if self.truth is not None:
+            parts.append(np.ascontiguousarray(self.truth, "<i4").tobytes())
         parts.append(self.rows)
         payload = b"".join(parts)
         head = _HEAD.pack(MAGIC, self.start, self.count, len(payload), zlib.crc32(payload))
@@ -106,10 +111,14 @@ class Record:
         if k:
             topk = np.frombuffer(payload, "<i4", count * k, pos).reshape(count, k)
             pos += 4 * count * k
+        truth = None
+        if meta.get("tr"):
+            truth = np.frombuffer(payload, "<i4", count, pos)
+            pos += 4 * count
         rows = payload[pos:pos + meta["rows"]]
         return cls(start=start, count=count, rows=rows, class_ids=ids, topk_ids=topk,
                    errors={int(i): v for i, v in meta.get("err", {}).items()}, timing=meta.get("t"),
-                   attempts=meta.get("a", 1), ends=meta.get("ends"))
+                   attempts=meta.get("a", 1), ends=meta.get("ends"), truth=truth)
 
 
 def _read_head(buf: bytes) -> tuple[int, int, int, int] | None:
@@ -157,7 +166,7 @@ class Journal:
         """Start a fresh journal (removing a stale one the caller decided to discard)."""
         if os.path.isdir(self.dir):
             self._lock()
-            for name in ("header.json", "plan.jsonl", "chunks.jsonl", "plan.txt", "chunks.bin"):
+            for name in ("header.json", "plan.jsonl", "chunks.jsonl", "plan.txt", "chunks.bin", "index.bin"):
                 p = os.path.join(self.dir, name)
                 if os.path.exists(p):
                     os.unlink(p)
@@ -205,13 +214,28 @@ class Journal:
         self._fh = open(self.chunks_path, "ab")
 
     # ------------------------------------------------------------------ records
-    def append(self, record: Record) -> None:
+    def append(self, record: Record) -> int:
+        """Append ``record``; returns its byte offset in the journal (for ``read_at``)."""
+        offset = self._fh.tell()
         self._fh.write(record.encode())
         self._fh.flush()
         now = time.monotonic()
         if now - self._last_sync >= 1.0:
             os.fsync(self._fh.fileno())
             self._last_sync = now
+        return offset
+
+    def read_at(self, offset: int) -> Record | None:
+        """The record at ``offset`` (from ``append`` or ``scan``), or None if it is not intact there."""
+        with open(self.chunks_path, "rb") as fh:
+            fh.seek(offset)
+            head = _read_head(fh.read(HEAD_SIZE))
+            if head is None:
+                return None
+            payload = fh.read(head[2])
+        if len(payload) != head[2] or zlib.crc32(payload) != head[3]:
+            return None
+        return Record.decode(head[0], head[1], payload)
 
     def _scan(self, verify: bool = True) -> Iterator[tuple[int, int, int, int]]:
         """(start, count, offset, record bytes) of every good record, in file order.

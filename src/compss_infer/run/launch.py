@@ -39,6 +39,14 @@ def check_inputs(cfg: RunConfig) -> None:
     from .checks import check_config
     check_config(cfg)
     r = cfg.run
+    if r.shards:  # each shard must be there (listing is per shard: cheap)
+        from .sources.shards import listed_shards
+        base = r.shards_base or os.getcwd()
+        missing = [x for x, found in listed_shards(r.shards, base) if not os.path.exists(os.path.join(base, found))]
+        if missing:
+            raise InputError(f"--shards {r.shards}: shard not found: {missing[0]}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        return
     source = r.images or r.image_list
     if not os.path.exists(source):
         raise InputError(f"image source not found: {source}")

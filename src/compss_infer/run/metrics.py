@@ -138,11 +138,17 @@ class Scorer:
     def add_many(self, paths: Sequence[str], predicted: Any, topk: Any, failed: Any) -> None:
         """``add`` for a whole chunk at once: numpy arrays of predictions, counted without a row object."""
         import numpy as np
-        self.seen += len(paths)
-        if self.first_path is None and len(paths):
-            self.first_path = paths[0]
         get = self.truth.get
         true = np.fromiter((-1 if (t := get(p)) is None else t for p in paths), np.int64, len(paths))
+        self.add_arrays(true, predicted, topk, failed, paths[0] if len(paths) else None)
+
+    def add_arrays(self, true: Any, predicted: Any, topk: Any, failed: Any, first_path: str | None) -> None:
+        """A chunk whose true class ids are known already (-1: none), e.g. from tar samples' .cls members."""
+        import numpy as np
+        true = np.asarray(true, np.int64)
+        self.seen += len(true)
+        if self.first_path is None and first_path is not None:
+            self.first_path = first_path
         labelled = true >= 0
         self.labelled += int(labelled.sum())
         self.failed_labelled += int((labelled & failed).sum())
@@ -172,6 +178,8 @@ class Scorer:
             more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
             out.append(f"--truth-from-folders: {sum(unmatched.values())} image(s) under folders that are neither "
                        f"class ids nor labels: {names}{more}")
+        elif self.seen and not self.labelled and self.truth == "cls":
+            out.append("--truth-from cls: no sample has a readable .cls member (an integer class id)")
         elif self.seen and not self.labelled:
             sample = next(iter(self.truth), None) if isinstance(self.truth, dict) else None
             shown = f": result path {self.first_path!r} vs truth path {sample!r}" if sample is not None else ""

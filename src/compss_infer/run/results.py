@@ -17,7 +17,7 @@ from ..core.errors import InputError
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
-FORMATS_BY_EXTENSION = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS_BY_EXTENSION = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass
@@ -39,7 +39,7 @@ def format_for(output: str, explicit: str | None) -> str:
     ext = os.path.splitext(output)[1].lower()
     if ext in FORMATS_BY_EXTENSION:
         return FORMATS_BY_EXTENSION[ext]
-    raise InputError(f"--output {output}: cannot tell the format from the extension; use .csv/.jsonl or --format")
+    raise InputError(f"--output {output}: cannot tell the format from the extension; use .csv/.jsonl/.parquet or --format")
 
 
 def fmt_score(value: float | None) -> str:
@@ -237,6 +237,10 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
             yield from read_rows(os.path.join(path, part["name"]))
         return
     fmt = format_for(path, None)
+    if fmt == "parquet":  # typed values, as JSONL gives them
+        import pyarrow.parquet as pq
+        yield from pq.read_table(path).to_pylist()
+        return
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         if fmt == "csv":
             yield from csv.DictReader(fh)

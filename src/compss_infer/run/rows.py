@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.contracts import ChunkResult
-from .inputs import absolute, decode_lines
+from ..images.shards import SHARD_REFS, ShardSlice, SliceList
+from .inputs import Lines
 from .labels import label_for
 from .results import WRITERS, Row
 
@@ -42,28 +43,42 @@ class ChunkRows:
     errors: dict[int, str]
     timing: Any = None  # contracts.TaskTiming
     ends: list[int] | None = None  # byte end of each row, only when a row holds a line break itself
+    truth: np.ndarray | None = None  # int32 class ids from tar samples' .cls members (-1: none)
 
     def __len__(self) -> int:  # like ChunkResult: the time-limit clock counts images per chunk
         return self.count
 
 
 def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> ChunkRows:
-    """The rows of ``result`` for paths ``listed`` (as the user listed them), with the results writers."""
-    buf = io.StringIO()
-    writer = WRITERS[rf.fmt](buf, rf.top_k, header=False)
+    """The rows of ``result`` for paths ``listed`` (as the user listed them), with the results writers.
+
+    Parquet rows are one Arrow record batch (IPC stream bytes) of typed columns instead of text.
+    """
     labels = rf.labels
     ids = result.class_ids.tolist()
+    errors = dict(result.errors)
+    named = len(labels) + rf.label_offset if labels else None  # class ids the labels file names
+    if named is not None:
+        for j in range(len(listed)):
+            if j not in errors and ids[j] >= named:  # the backstop when the class count is unknown
+                err = f"InferenceError: class id {ids[j]} has no line in the labels file ({len(labels)} lines"
+                errors[j] = err + (f", model.label_offset={rf.label_offset})" if rf.label_offset else ")")
+    class_ids = result.class_ids.astype(np.int32)
+    if errors:
+        class_ids[list(errors)] = -1
+    topk_ids = None if result.topk_ids is None else result.topk_ids.astype(np.int32)
+    if rf.fmt == "parquet":
+        from .sinks.parquet import encode_rows
+        return ChunkRows(count=len(listed), rows=encode_rows(result, listed, rf, errors), class_ids=class_ids,
+                         topk_ids=topk_ids, errors=errors, timing=result.timing, truth=result.truth)
+    buf = io.StringIO()
+    writer = WRITERS[rf.fmt](buf, rf.top_k, header=False)
     scores = result.scores.tolist() if result.scores is not None else None
     topk = result.topk_ids.tolist() if result.topk_ids is not None else None
     topk_scores = result.topk_scores.tolist() if result.topk_scores is not None else None
-    errors = dict(result.errors)
-    named = len(labels) + rf.label_offset if labels else None  # class ids the labels file names
+    notes = getattr(result, "notes", None) or {}
     for j, path in enumerate(listed):
         err = errors.get(j) if errors else None
-        if err is None and named is not None and ids[j] >= named:  # the backstop when the class count is unknown
-            err = f"InferenceError: class id {ids[j]} has no line in the labels file ({len(labels)} lines"
-            err += f", model.label_offset={rf.label_offset})" if rf.label_offset else ")"
-            errors[j] = err
         if err is not None:
             writer.write(Row(path, None, None, None, err))
             continue
@@ -73,19 +88,14 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
         if topk_scores is not None:
             tks = [None if v != v else v for v in topk_scores[j]]
         writer.write(Row(path, cid, None if score is None or score != score else score,
-                         label_for(cid, labels, rf.label_offset), None,
+                         label_for(cid, labels, rf.label_offset), notes.get(j),
                          topk[j] if topk is not None else None, tks))
-    class_ids = result.class_ids.astype(np.int32)
-    if errors:
-        class_ids[list(errors)] = -1
     data = buf.getvalue().encode("utf-8", "surrogateescape")
     ends = None
     if data.count(b"\n") != len(listed):  # a quoted line break inside a row (rare): keep the row ends
         ends = _row_ends(data, len(listed), rf)
-    return ChunkRows(count=len(listed), rows=data, ends=ends,
-                     class_ids=class_ids,
-                     topk_ids=None if result.topk_ids is None else result.topk_ids.astype(np.int32),
-                     errors=dict(errors), timing=result.timing)
+    return ChunkRows(count=len(listed), rows=data, ends=ends, class_ids=class_ids, topk_ids=topk_ids,
+                     errors=dict(errors), timing=result.timing, truth=result.truth)
 
 
 def _row_ends(data: bytes, n: int, rf: RowFormat) -> list[int]:
@@ -111,6 +121,19 @@ def _row_ends(data: bytes, n: int, rf: RowFormat) -> list[int]:
     return ends
 
 
+def listed_from_rows(rows: bytes, fmt: str, count: int) -> list[str]:
+    """The ``path`` of each row of a record (for ``--truth`` when the master has no plan line per image)."""
+    if fmt == "parquet":
+        from .sinks.parquet import decode_rows
+        return decode_rows(rows).column("path").to_pylist()
+    text = rows.decode("utf-8", "surrogateescape")
+    if fmt == "jsonl":
+        import json
+        return [json.loads(line)["path"] for line in text.split("\n")[:-1]]
+    import csv
+    return [r[0] for r in csv.reader(io.StringIO(text, newline=""))][:count]
+
+
 def row_ends(rows: bytes, count: int, ends: list[int] | None) -> np.ndarray:
     """End offset of each row: the newlines, unless the record kept its own ``ends``."""
     if ends is not None:
@@ -118,11 +141,16 @@ def row_ends(rows: bytes, count: int, ends: list[int] | None) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(rows, np.uint8) == 10) + 1
 
 
-def classify_rows(classify: Callable[[Any, list[str]], ChunkResult], spec: Any, rf: RowFormat, base: str,
-                  blob: bytes) -> ChunkRows:
-    """The worker-side task: plan lines in, formatted rows out."""
-    listed = decode_lines(blob)
-    result = classify(spec, [absolute(base, p) for p in listed])
-    if not isinstance(result, ChunkResult) or len(result) != len(listed):
-        raise RuntimeError(f"the task returned {type(result).__name__}, not a result for {len(listed)} images")
+def classify_rows(classify: Callable[[Any, Any], ChunkResult], spec: Any, rf: RowFormat,
+                  refs: Lines | ShardSlice | SliceList) -> ChunkRows:
+    """The worker-side task: plan lines (or a slice of a tar shard) in, formatted rows out."""
+    n = len(refs)
+    if isinstance(refs, SHARD_REFS):
+        result = classify(spec, refs)
+        listed = result.listed if isinstance(result, ChunkResult) else None
+    else:
+        listed = refs.listed()
+        result = classify(spec, refs.absolute(listed))
+    if not isinstance(result, ChunkResult) or len(result) != n or listed is None or len(listed) != n:
+        raise RuntimeError(f"the task returned {type(result).__name__}, not a result for {n} images")
     return format_chunk(result, listed, rf)

@@ -30,18 +30,22 @@ from ..core.errors import (CompssInferError, ConfigError, InputError, ModelError
 from .inputs import LineReader, Plan, decode_lines, iter_chunks, load_plan, make_plan
 from .journal import Journal
 from ..model.identity import model_identity, ranges_by_id, sha256_file
+from ..model.quantcheck import card_check
 from .metrics import FolderTruth, Scorer, load_truth_csv
 from .progress import Progress, rates_text
 from .checks import refuse_early
 from .labels import check_labels, load_labels
-from .results import header_bytes, write_json
-from ..core.atomic import write_atomically, write_atomically_bytes
-from .results import MANIFEST, ShardedWriter, is_sharded
-from .rows import RowFormat, row_ends
+from .results import write_json
+from ..core.atomic import write_atomically
+from .results import MANIFEST, is_sharded
+from .rows import RowFormat, listed_from_rows, row_ends
+from .sinks.base import FileSink
+from .sinks.parts import RowParts, ShardParts
+from .sources.shards import ShardPlan, check_part_names, index_all, iter_shard_chunks, plan_shards
 from .scheduler import Scheduler
 from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
-from .sizing import auto_chunk, auto_workers, visible_gpus
+from .sizing import MAX_CHUNK, MAX_SHARD_CHUNK, auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
 from .advice import check_preprocessing, class_count_unknown, fast_decode
 
@@ -120,7 +124,7 @@ def _engine_options(cfg: RunConfig, workers: int, gpus: list[str]) -> dict[str, 
     r = cfg.run
     return {"workers": workers, "start_method": r.start_method,
             "task_timeout": TimeLimitPolicy.from_setting(r.task_timeout, r.task_timeout_floor),
-            "stage_model": r.stage_model, "device": cfg.session.device, "gpus": gpus,
+            "stage_model": r.stage_model, "stage_shards": r.stage_shards, "device": cfg.session.device, "gpus": gpus,
             "preload": preload_modules(cfg.model.path)}
 
 
@@ -145,7 +149,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     t0 = started if started is not None else time.monotonic()
     started_at = datetime.fromtimestamp(time.time() - (time.monotonic() - t0), timezone.utc)
     output, fmt = refuse_early(cfg)
-    if is_sharded(output) != bool(cfg.run.shard_rows):
+    if not cfg.run.shards and is_sharded(output) != bool(cfg.run.shard_rows):
         raise ConfigError("run.shard_rows goes with an --output folder ending in / (DIR/): give both or neither")
     if cfg.run.engine == "sequential" and cfg.run.task_timeout not in (None, "auto"):
         log.warning("run.task_timeout is not enforced by the sequential engine")
@@ -154,8 +158,10 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
     truth: Any = None
     if r.truth:
         truth = load_truth_csv(r.truth)
-    elif r.truth_from_folders:
+    elif r.truth_from_folders or r.truth_from == "folders":
         truth = FolderTruth(labels, cfg.model.label_offset)
+    elif r.truth_from == "cls":
+        truth = CLS_TRUTH
     model_ident = model_identity(cfg.model.path)  # a file, or a checkpoint's newest entry
     model_sha = model_ident.sha256()
     labels_sha = sha256_file(cfg.model.labels) if cfg.model.labels else None
@@ -178,10 +184,10 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         if fresh:  # workers load the model while the master lists the images
             journal.create()
             with ThreadPoolExecutor(1, thread_name_prefix="compss-infer-plan") as planner:
-                planning = planner.submit(make_plan, r.images, r.image_list, journal.plan_path)
+                planning = planner.submit(plan_input, r, journal.plan_path)
                 engine.start(warm_up, _warm_up_spec(spec, planning, PLAN_WAIT_S))  # may wait for the forkserver
                 plan = planning.result()
-            log.debug("planned %d images at %.2fs", plan.count, time.monotonic() - t0)
+            log.debug("planned %s images at %.2fs", plan.count, time.monotonic() - t0)
             fp_parts = fingerprint_parts(cfg, model_sha, labels_sha, fmt, plan.digest)
             fp = fingerprint(cfg, model_sha, labels_sha, fmt, plan.digest)
         else:  # refuse a changed run before starting anything
@@ -192,10 +198,21 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             if header.get("fingerprint") != fp:
                 raise InputError(f"--resume refused: {_changed(header, fp_parts)} changed since {journal.dir} "
                                  f"was written (use --overwrite to start afresh)")
-            left = plan.count - sum(b - a for a, b in journal.covered())
+            left = int(header["images"]) - sum(b - a for a, b in journal.covered())
             engine.start(warm_up, replace(spec, warm_up_images=max(1, left)))
         info: ModelInfo = engine.preflight()
         log.debug("model ready in a worker at %.2fs", time.monotonic() - t0)
+        if isinstance(plan, ShardPlan):
+            if info.takes_paths:
+                raise ModelError(f"{cfg.model.path} decodes image files by path inside the graph; tar shard members "
+                                 f"have no path: use a model that takes pixels for --shards")
+            if is_sharded(output):
+                check_part_names(plan, fmt)
+            index_all(plan, engine, journal.dir, r.window or 4 * engine.slots())
+            log.debug("indexed %d shards (%d images) at %.2fs", len(plan.shards), plan.count, time.monotonic() - t0)
+            if not fresh and plan.count != header.get("images"):
+                raise InputError(f"--resume refused: the shard index in {journal.dir} is damaged "
+                                 f"(use --overwrite to start afresh)")
         check_labels(labels, cfg.model.labels, info.num_classes, cfg.model.label_offset)  # before any work
         check_preprocessing(cfg, info)
         if isinstance(truth, FolderTruth):
@@ -206,10 +223,11 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
         if fresh:
-            chunk = r.chunk_size or auto_chunk(plan.count, workers, batch)
+            chunk = r.chunk_size or auto_chunk(plan.count, workers, batch,
+                                               cap=MAX_SHARD_CHUNK if isinstance(plan, ShardPlan) else MAX_CHUNK)
             first_chunk = min(batch, chunk) if not r.chunk_size else chunk  # a given chunk size is kept as is
             journal.write_header({"fingerprint": fp, "fingerprint_parts": fp_parts, "chunk_size": chunk, "first_chunk": first_chunk,
-                                  "plan_base": plan.base,
+                                  "plan_base": plan.base, "shards": isinstance(plan, ShardPlan),
                                   "plan_digest": plan.digest, "images": plan.count, "format": fmt,
                                   "created": started_at.isoformat()})
         else:
@@ -224,16 +242,30 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
                  plan.count, done_before, r.engine, workers, batch, chunk)
         row_format = RowFormat(fmt=fmt, top_k=r.top_k,
                                labels=tuple(labels) if labels else None, label_offset=cfg.model.label_offset)
-        scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window, row_format)
+        parts = None
+        if isinstance(plan, ShardPlan) and is_sharded(output):  # shard to shard: each part as its shard finishes
+            parts = ShardParts(output, fmt, r.top_k, [(s.listed, s.base, max(0, s.count)) for s in plan.shards],
+                               journal.read_at, lambda rec: row_ends(rec.rows, rec.count, rec.ends))
+            parts.preload(journal.scan())
+        scheduler = Scheduler(engine, spec, journal, progress, classify_chunk, r.max_retries, window, row_format,
+                              on_record=parts.record if parts is not None else None)
+        if isinstance(plan, ShardPlan):
+            chunks = iter_shard_chunks(plan, journal.dir, chunk, covered, first_chunk, want_cls=truth is CLS_TRUTH,
+                                       span=not r.stage_shards)  # a staged task gets one shard (one FILE_IN)
+        else:
+            chunks = iter_chunks(plan, chunk, covered, first_chunk)
         try:
-            stats = scheduler.run(iter_chunks(plan, chunk, covered, first_chunk))
+            stats = scheduler.run(chunks)
         finally:
             progress.close()
         log.debug("all chunks done at %.2fs", time.monotonic() - t0)
         engine.close()
+        if isinstance(plan, ShardPlan):
+            warnings += plan.damaged
         summary = _finalize(cfg, journal, plan, output, fmt, labels, truth, info, model_sha, stats,
                             t0=t0, started_at=started_at, done_before=done_before, workers=workers,
-                            batch=batch, chunk=chunk, engine=engine, warnings=warnings, progress=progress)
+                            batch=batch, chunk=chunk, engine=engine, warnings=warnings, progress=progress,
+                            parts=parts)
         journal.remove()
         log.debug("results written at %.2fs", time.monotonic() - t0)
     except Interrupted as exc:
@@ -270,6 +302,14 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
 
 
 PLAN_WAIT_S = 2.0  # how long start-up waits for the image count before warming up with the full batch
+CLS_TRUTH = "cls"  # --truth-from cls: the truth travels with each chunk's rows (its samples' .cls members)
+
+
+def plan_input(r: Any, plan_path: str) -> Plan | ShardPlan:
+    """The plan of ``--images``/``--image-list`` (one line per image) or of ``--shards`` (one line per shard)."""
+    if r.shards:
+        return plan_shards(r.shards, r.shards_base or os.getcwd(), plan_path)
+    return make_plan(r.images, r.image_list, plan_path)
 
 
 def _warm_up_spec(spec: WorkerSpec, planning: Any, wait: float) -> WorkerSpec:
@@ -284,6 +324,8 @@ def _warm_up_spec(spec: WorkerSpec, planning: Any, wait: float) -> WorkerSpec:
     except FutureTimeout:
         return spec
     except Exception:  # the planner's own error is raised where its result is taken
+        return spec
+    if plan.count is None:  # shards: counted once indexed, after the workers started
         return spec
     return replace(spec, warm_up_images=max(1, plan.count))
 
@@ -324,19 +366,22 @@ def _write_report(output: str) -> str | None:
         return None
 
 
-def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
+def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan | ShardPlan:
     """Re-read the input list and refuse if it differs from the one the journal was started with."""
     if not os.path.exists(journal.plan_path):
         raise InputError(f"--resume: the journal {journal.dir} has no plan; use --overwrite to start afresh")
     probe = journal.plan_path + ".check"
     try:
-        current = make_plan(r.images, r.image_list, probe)
+        current = plan_input(r, probe)
     finally:
         if os.path.exists(probe):
             os.unlink(probe)
     if current.digest != header.get("plan_digest") or current.base != header.get("plan_base"):
-        raise InputError("--resume refused: the input list changed since the journal was written "
+        what = "the shards (their names, sizes or times)" if isinstance(current, ShardPlan) else "the input list"
+        raise InputError(f"--resume refused: {what} changed since the journal was written "
                          "(use --overwrite to start afresh)")
+    if isinstance(current, ShardPlan):
+        return replace(current, path=journal.plan_path)
     if load_plan(journal.plan_path, header["plan_base"]).count != header.get("images"):
         raise InputError(f"--resume refused: the plan in {journal.dir} is damaged (use --overwrite to start afresh)")
     return load_plan(journal.plan_path, header["plan_base"])
@@ -345,20 +390,23 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan:
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
               info: ModelInfo, model_sha: str, stats: Any, *, t0: float, started_at: datetime,
               done_before: int, workers: int, batch: int, chunk: int, engine: Any,
-              warnings: list[str] | None = None, progress: Progress | None = None) -> RunSummary:
-    """Assemble the results file in input order from the journal; write the summary and task log."""
+              warnings: list[str] | None = None, progress: Progress | None = None,
+              parts: ShardParts | None = None) -> RunSummary:
+    """Assemble the results file in input order from the journal; write the summary and task log.
+
+    With ``parts`` (shard input, ``--output DIR/``) the results were written shard by shard during the run:
+    only the parts an earlier, interrupted run finished (and empty shards) are left, then the manifest.
+    """
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
     counts = {"ok": 0, "failed": 0}
     kinds: dict[str, int] = {}
     models_used: dict[str, int] = {}
     tasks: list[list[Any]] = []
-    listed = LineReader(plan.path) if scorer else None
+    listed = LineReader(plan.path) if scorer and isinstance(plan, Plan) else None
 
-    def body(fh: Any) -> None:
-        """The header, then each record's rows in input order: bytes concatenated, no per-row object."""
-        if fh is not None:
-            fh.write(header_bytes(fmt, top_k))
+    def body(sink: Any) -> None:
+        """Each record's rows in input order: bytes concatenated (or Arrow batches), no per-row object."""
         for rec in journal.records_in_order(plan.count):
             if rec.timing is not None:
                 tasks.append([rec.start, rec.count, *rec.timing, rec.attempts, len(rec.errors)])
@@ -368,26 +416,34 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                 kinds[kind] = kinds.get(kind, 0) + 1
             counts["failed"] += len(rec.errors)
             counts["ok"] += rec.count - len(rec.errors)
-            if scorer is not None and listed is not None:
+            if scorer is not None:
                 failed = np.zeros(rec.count, bool)
                 failed[list(rec.errors)] = True
-                scorer.add_many(decode_lines(listed.take(rec.count)), rec.class_ids, rec.topk_ids, failed)
-            if shards is not None:
-                shards.write(rec.rows, row_ends(rec.rows, rec.count, rec.ends))
-            else:
-                fh.write(rec.rows)
+                if truth is CLS_TRUTH:
+                    true = rec.truth if rec.truth is not None else np.full(rec.count, -1, np.int32)
+                    scorer.add_arrays(true, rec.class_ids, rec.topk_ids, failed, first_path=None)
+                else:
+                    paths = decode_lines(listed.take(rec.count)) if listed is not None else \
+                        listed_from_rows(rec.rows, fmt, rec.count)
+                    scorer.add_many(paths, rec.class_ids, rec.topk_ids, failed)
+            if sink is not None:
+                sink.write(rec.rows, rec.count, row_ends(rec.rows, rec.count, rec.ends) if fmt != "parquet" else None)
 
-    if is_sharded(output):
-        shards = ShardedWriter(output, fmt, top_k, cfg.run.shard_rows or plan.count)
-        try:
-            body(None)
-        except BaseException:
-            shards.abort()
-            raise
-        shards.close(plan.count)
+    if parts is not None:
+        body(None)
+        parts.close(plan.count)
     else:
-        shards = None
-        write_atomically_bytes(output, body)
+        sink = (RowParts(output, fmt, top_k, cfg.run.shard_rows or plan.count) if is_sharded(output)
+                else FileSink(output, fmt, top_k))
+        try:
+            body(sink)
+        except BaseException:
+            sink.abort()
+            raise
+        if isinstance(sink, RowParts):
+            sink.close(plan.count)
+        else:
+            sink.close()
     end = time.monotonic()
     wall = end - t0
     after_first = progress.rates(end)[1] if progress is not None else None
@@ -402,11 +458,14 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
             log.warning("%s", line)
             warnings.append(line)
         log.info("%s", scorer.coverage())
-    exit_code = 0 if counts["failed"] == 0 else 1
+    damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
+    exit_code = 0 if counts["failed"] == 0 and not damaged else 1
+    checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
     data: dict[str, Any] = {
         "output": output,
         "format": fmt,
         "images": plan.count,
+        **({"shards": {"count": len(plan.shards), "damaged": plan.damaged}} if isinstance(plan, ShardPlan) else {}),
         "classified": counts["ok"],
         "failed": counts["failed"],
         "failures_by_kind": dict(sorted(kinds.items())),
@@ -422,10 +481,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "chunk_size": chunk,
         "tasks": {"ok": stats.tasks_done, "failed_attempts": stats.tasks_failed,
                   "images_given_up": stats.images_given_up,
+                  "retries_by_cause": dict(sorted(stats.retries_by_cause.items())),
                   "worker_replacements": getattr(engine, "replaced", 0), "log": os.path.basename(tasks_path)},
         "model": {"path": cfg.model.path, "sha256": model_sha, "ids_used": models_used,
                   "ranges_used": ranges_by_id((t[0], t[1], t[9]) for t in tasks),
-                  **{k: v for k, v in info.__dict__.items()}},
+                  **{k: v for k, v in info.__dict__.items()},
+                  **({"card_check": checked} if checked else {})},
         "accuracy": accuracy,
         "warnings": warnings,
         "config": cfg.to_dict(),

@@ -15,6 +15,7 @@ from ..model.session import available_cpus
 
 WORKER_BASE_BYTES = 450 * 2**20  # TensorFlow runtime + Python, per process (shared in part under forkserver)
 MAX_CHUNK = 1024
+MAX_SHARD_CHUNK = 10_000  # tar shards: a task may take a whole shard of img2dataset's default size
 
 
 def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
@@ -55,9 +56,14 @@ def auto_workers(model_bytes: int, cpus: int | None = None) -> int:
     return max(1, min(cpus, int(0.8 * avail) // per_worker))
 
 
-def auto_chunk(images: int, workers: int, batch: int, per_worker: int = 8) -> int:
-    """About ``per_worker`` chunks per worker, a whole number of batches, at most MAX_CHUNK."""
+def auto_chunk(images: int, workers: int, batch: int, per_worker: int = 8, cap: int = MAX_CHUNK) -> int:
+    """About ``per_worker`` chunks per worker, a whole number of batches, at most ``cap``.
+
+    Tar shards pass ``cap=MAX_SHARD_CHUNK``: a chunk never crosses a shard, so shards of up to 10,000
+    samples go whole to one task when the run is large (the master's cost per image then falls by the
+    chunk size, and the shard is read in one pass).
+    """
     target = math.ceil(images / max(1, workers * per_worker))
     if target <= batch:
         return max(1, target)
-    return min(max(batch, MAX_CHUNK), math.ceil(target / batch) * batch)
+    return min(max(batch, cap), math.ceil(target / batch) * batch)

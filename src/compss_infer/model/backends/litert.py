@@ -5,9 +5,13 @@ preprocessing, builds the interpreter with an explicit thread count (LiteRT's de
 its default delegate, XNNPACK, and warms up.  Batches of any size are accepted: a dynamic batch
 dimension is resized to the batch, a fixed one is fed in padded slices.
 
-Integer (quantized) inputs: when ``std * scale == 1`` the quantized value is the raw pixel plus a
-constant, so the worker hands over uint8 pixels and only an integer shift (often none) is applied;
-otherwise the normalized floats are quantized here.  Quantized outputs are dequantized to float.
+Integer (quantized) inputs: the worker hands over the decoded uint8 pixels, and each is mapped
+through a 256-entry table per channel holding exactly what quantizing its normalized value gives
+(``input_table``: the same float32 normalization as ``run``, then LiteRT's rounding, half away from
+zero).  Where that table is the pixel itself or the pixel minus 128 (``mean 0, std 255``, scale
+1/255, zero point -128), the feed is the pixels as they are or with their top bit flipped;
+anything else (MobileNet's ``mean = std = 127.5``: zero point -1, so the exact value is pixel - 128.5,
+rounded) goes through the table.  Quantized outputs are dequantized to float.
 """
 from __future__ import annotations
 
@@ -50,6 +54,25 @@ def _pick(tensors: list[TensorDesc], wanted: str | None, what: str, path: str) -
     if len(tensors) == 1:
         return 0
     raise ModelError(f"cannot tell the {what}: set model.{what} to one of " + ", ".join(str(t) for t in tensors))
+
+
+def input_table(pre: Any, channels: int, x: TensorDesc) -> np.ndarray:
+    """(1 or channels, 256) int32: the exact quantized input for every pixel value of every channel.
+
+    The normalization is ``preprocess.normalize`` itself (float32: the value the fp32 graph sees);
+    the quantization is ``round(v / scale) + zero_point`` with the flatbuffer's scale, computed in
+    float64 (so float32 noise never decides a rounding), half away from zero as LiteRT rounds, and
+    clipped to the type's range.  With ``mean = std = 127.5`` and scale 1/127.5 (stored as float32,
+    a hair above), pixel 255 is 126 and pixel 0 is -128, where ``pixel - 128`` would give 127 and -128.
+    """
+    from ...images.preprocess import normalize
+    lo, hi = _INT_RANGE[x.dtype]
+    n = channels if (len(pre.mean) > 1 or len(pre.std) > 1) else 1
+    pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], n, axis=1)
+    v = normalize(pixels, pre, np.dtype(np.float32))
+    t = v.astype(np.float64) / x.scale  # float64: the nearest grid point to the float32 value, ties decided exactly
+    q = np.trunc(t + np.copysign(0.5, t)) + x.zero_point
+    return np.clip(q, lo, hi).astype(np.int32).T.copy()
 
 
 def _concrete_shape(x: TensorDesc, info: ModelInfo) -> list[int] | None:
@@ -97,7 +120,7 @@ class LiteRTPredictor:
         self._x, self._y = x, y
         self._dynamic = x.shape and x.shape[0] is None and info.input_kind in ("image", "flat")
         self._rows = None  # the batch size the interpreter is allocated for
-        self._feed_dtype, self._shift = self._input_plan(x)
+        self._feed_dtype, self._table, self._fast = self._input_plan(x)
         batch = spec.batch_size or auto_batch(info.height, info.width, info.channels, info.fixed_batch, False)
         self.info = ModelInfo(**{**info.__dict__, "unsafe_ops": unsafe, "batch_size": batch})
         self.decoder = ThreadPoolExecutor(max_workers=max(1, spec.decode_threads),
@@ -168,19 +191,19 @@ class LiteRTPredictor:
                          node_count=model.operator_count, function_count=model.subgraph_count - 1,
                          device=f"cpu (LiteRT, XNNPACK)", input_range=x.float_range())
 
-    def _input_plan(self, x: TensorDesc) -> tuple[np.dtype, Any]:
-        """(dtype the worker hands over, integer shift or None).  See the module docstring."""
+    def _input_plan(self, x: TensorDesc) -> tuple[np.dtype, np.ndarray | None, str | None]:
+        """(dtype the worker hands over, per-channel table or None, fast path or None).  See the docstring."""
         if x.dtype == "float32":
-            return np.dtype(np.float32), None
+            return np.dtype(np.float32), None, None
         if not x.quantized:  # raw uint8 pixels
-            return np.dtype(np.uint8), 0
-        pre = self.spec.preprocess
-        mean = np.asarray(pre.mean, np.float64)
-        std = np.asarray(pre.std, np.float64)
-        if np.all(np.abs(std * x.scale - 1.0) < 1e-3):
-            shift = np.rint(x.zero_point - mean / (std * x.scale)).astype(np.int32)
-            return np.dtype(np.uint8), (int(shift[0]) if np.all(shift == shift[0]) else shift)
-        return np.dtype(np.float32), None
+            return np.dtype(np.uint8), None, "same"
+        table = input_table(self.spec.preprocess, _MODE_CHANNELS[self.spec.preprocess.mode], x)
+        pixels = np.arange(256)
+        if x.dtype == "uint8" and np.all(table == pixels):
+            return np.dtype(np.uint8), table, "same"
+        if x.dtype == "int8" and np.all(table == pixels - 128):
+            return np.dtype(np.uint8), table, "xor"
+        return np.dtype(np.uint8), table.astype(x.dtype), None
 
     @property
     def input_dtype(self) -> np.dtype | None:
@@ -204,14 +227,17 @@ class LiteRTPredictor:
         x = self._x
         if x.dtype == "float32":
             return np.asarray(batch, dtype=np.float32)
-        lo, hi = _INT_RANGE[x.dtype]
-        if self._shift is not None:  # raw pixels in
-            if isinstance(self._shift, int) and self._shift == 0 and x.dtype == "uint8":
-                return np.asarray(batch, dtype=np.uint8)
-            if isinstance(self._shift, int) and self._shift == -128 and x.dtype == "int8":
-                return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # p - 128, no widening
-            return np.clip(batch.astype(np.int16) + self._shift, lo, hi).astype(x.dtype)
-        return np.clip(np.rint(batch / x.scale + x.zero_point), lo, hi).astype(x.dtype)
+        if self._fast == "same":
+            return np.asarray(batch, dtype=np.uint8)
+        if self._fast == "xor":
+            return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # p - 128, no widening
+        table = self._table
+        if len(table) == 1 or batch.shape[-1] == 1:
+            return table[0][batch]
+        out = np.empty(batch.shape, dtype=x.dtype)
+        for c in range(batch.shape[-1]):
+            out[..., c] = table[c][batch[..., c]]
+        return out
 
     def _run(self, value: np.ndarray) -> np.ndarray:
         it = self._interp
