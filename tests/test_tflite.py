@@ -208,6 +208,9 @@ def test_tied_top_scores_are_flagged_in_the_row_not_passed_off_as_answers(quanti
     assert near_int8["error"].startswith("TiedTopScore: classes 1 3") and near_int8["class_id"] == "1"
     summary = json.loads(Path(str(tmp_path / "int8.csv") + ".summary.json").read_text())
     assert summary["classified"] == 2 and summary["failed"] == 0
+    assert summary["tied_top_scores"] == 2 and any("TiedTopScore" in w for w in summary["warnings"])
+    fp32 = json.loads(Path(str(tmp_path / "fp32.csv") + ".summary.json").read_text())
+    assert fp32["tied_top_scores"] == 1  # the exact tie only
     import pyarrow.parquet as pq  # the same note in a Parquet results file
     res = str(tmp_path / "int8.parquet")
     assert main(["run", "--model", full, "--images", str(folder), "--output", res, "--engine", "sequential",

@@ -63,6 +63,7 @@ class Record:
     attempts: int = 1
     ends: list[int] | None = None  # row end offsets, only when a row holds a line break
     truth: np.ndarray | None = None  # int32 class ids from tar samples' .cls members (-1: none)
+    tied: int = 0  # classified rows flagged TiedTopScore
 
     @classmethod
     def from_rows(cls, start: int, rows: Any, attempts: int) -> "Record":
@@ -73,7 +74,7 @@ class Record:
                                          t.model_id]
         return cls(start=start, count=rows.count, rows=rows.rows, class_ids=rows.class_ids,
                    topk_ids=rows.topk_ids, errors=dict(rows.errors), timing=timing, attempts=attempts,
-                   ends=rows.ends, truth=rows.truth)
+                   ends=rows.ends, truth=rows.truth, tied=getattr(rows, "tied", 0))
 
     def encode(self) -> bytes:
         k = 0 if self.topk_ids is None else int(self.topk_ids.shape[1]) if self.topk_ids.ndim == 2 else 0
@@ -88,6 +89,8 @@ class Record:
             meta["ends"] = self.ends
         if self.truth is not None:
             meta["tr"] = 1
+        if self.tied:
+            meta["tie"] = self.tied
         mb = json.dumps(meta, separators=(",", ":")).encode()
         parts = [_META.pack(len(mb)), mb, np.ascontiguousarray(self.class_ids, "<i4").tobytes()]
         if k:
@@ -118,7 +121,7 @@ class Record:
         rows = payload[pos:pos + meta["rows"]]
         return cls(start=start, count=count, rows=rows, class_ids=ids, topk_ids=topk,
                    errors={int(i): v for i, v in meta.get("err", {}).items()}, timing=meta.get("t"),
-                   attempts=meta.get("a", 1), ends=meta.get("ends"), truth=truth)
+                   attempts=meta.get("a", 1), ends=meta.get("ends"), truth=truth, tied=meta.get("tie", 0))
 
 
 def _read_head(buf: bytes) -> tuple[int, int, int, int] | None:

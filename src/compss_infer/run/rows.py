@@ -44,6 +44,7 @@ class ChunkRows:
     timing: Any = None  # contracts.TaskTiming
     ends: list[int] | None = None  # byte end of each row, only when a row holds a line break itself
     truth: np.ndarray | None = None  # int32 class ids from tar samples' .cls members (-1: none)
+    tied: int = 0  # classified rows whose top score several classes share (TiedTopScore in the error column)
 
     def __len__(self) -> int:  # like ChunkResult: the time-limit clock counts images per chunk
         return self.count
@@ -66,11 +67,12 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     class_ids = result.class_ids.astype(np.int32)
     if errors:
         class_ids[list(errors)] = -1
+    tied = sum(1 for j in (getattr(result, "notes", None) or {}) if j not in errors)
     topk_ids = None if result.topk_ids is None else result.topk_ids.astype(np.int32)
     if rf.fmt == "parquet":
         from .sinks.parquet import encode_rows
         return ChunkRows(count=len(listed), rows=encode_rows(result, listed, rf, errors), class_ids=class_ids,
-                         topk_ids=topk_ids, errors=errors, timing=result.timing, truth=result.truth)
+                         topk_ids=topk_ids, errors=errors, timing=result.timing, truth=result.truth, tied=tied)
     buf = io.StringIO()
     writer = WRITERS[rf.fmt](buf, rf.top_k, header=False)
     scores = result.scores.tolist() if result.scores is not None else None
@@ -95,7 +97,7 @@ def format_chunk(result: ChunkResult, listed: Sequence[str], rf: RowFormat) -> C
     if data.count(b"\n") != len(listed):  # a quoted line break inside a row (rare): keep the row ends
         ends = _row_ends(data, len(listed), rf)
     return ChunkRows(count=len(listed), rows=data, ends=ends, class_ids=class_ids, topk_ids=topk_ids,
-                     errors=dict(errors), timing=result.timing, truth=result.truth)
+                     errors=dict(errors), timing=result.timing, truth=result.truth, tied=tied)
 
 
 def _row_ends(data: bytes, n: int, rf: RowFormat) -> list[int]:

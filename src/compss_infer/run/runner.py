@@ -399,7 +399,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
     """
     top_k = cfg.run.top_k
     scorer = Scorer(truth, top_k) if truth is not None else None
-    counts = {"ok": 0, "failed": 0}
+    counts = {"ok": 0, "failed": 0, "tied": 0}
     kinds: dict[str, int] = {}
     models_used: dict[str, int] = {}
     tasks: list[list[Any]] = []
@@ -416,6 +416,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
                 kinds[kind] = kinds.get(kind, 0) + 1
             counts["failed"] += len(rec.errors)
             counts["ok"] += rec.count - len(rec.errors)
+            counts["tied"] += rec.tied
             if scorer is not None:
                 failed = np.zeros(rec.count, bool)
                 failed[list(rec.errors)] = True
@@ -458,6 +459,12 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
             log.warning("%s", line)
             warnings.append(line)
         log.info("%s", scorer.coverage())
+    if counts["tied"]:
+        line = (f"{counts['tied']} classified image(s) had two or more classes sharing the top score (an int8 model's "
+                f"scores come in steps of 1/256): each row keeps the lowest tied id and says TiedTopScore in its "
+                f"error column")
+        log.warning("%s", line)
+        warnings.append(line)
     damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
     exit_code = 0 if counts["failed"] == 0 and not damaged else 1
     checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
@@ -469,6 +476,7 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "classified": counts["ok"],
         "failed": counts["failed"],
         "failures_by_kind": dict(sorted(kinds.items())),
+        "tied_top_scores": counts["tied"],
         "exit_code": exit_code,
         "wall_s": round(wall, 3),
         "images_per_s": round(processed / wall, 2) if wall > 0 else None,  # the whole process
