@@ -11,7 +11,8 @@ scikit-learn and scikit-image ship; MobileNet v1 224 in fp32 (.pb) and int8 (.tf
   loop (fp32), `compss-infer run` fp32, int8, and int8 with `preprocess.decode=fast`; with
   --baseline-src DIR also the same runs of another checkout's code (the "before" figures);
 - top-1 agreement of `preprocess.decode` safe and fast with full decoding on every W3 and W3L image,
-  with a model given by --agreement-model (a trained one: W3's random-weights model answers one class).
+  with a trained model: --agreement-model, else the photo-trained MobileNet of benchmarks/photomodel.py
+  (W3's random-weights model answers one class for every image).
 Rates "after the first result" are the run's own (its summary), and for every contender also
 count / (wall - first result) seen from outside, the same way for all.  Writes a JSON file and the
 W3 table in docs/benchmarks.md.
@@ -96,7 +97,8 @@ def measure(name: str, spec, count: int) -> dict:
         rec["after_first_images_per_s"] = json.load(open(out + ".summary.json")).get("after_first_images_per_s")
     else:  # the hand loop's own clock, as the run's summary counts: images after its first batch / time since
         r = m.report
-        rec["after_first_images_per_s"] = round((count - min(HAND_BATCH, count)) / (r["done_s"] - r["first_result_s"]), 1)
+        after = count - min(HAND_BATCH, count)
+        rec["after_first_images_per_s"] = round(after / (r["done_s"] - r["first_result_s"]), 1)
     return rec
 
 

@@ -43,7 +43,7 @@ def planned_scale(path: str, spec: PreprocessSpec, geo: Geometry = GEO) -> int:
         return preprocess._dct_scale(im, spec, geo, preprocess._orientation(im, spec))
 
 
-def test_dct_scaling_only_where_the_image_stays_twice_the_target(tmp_path):
+def test_dct_scaling_only_where_the_image_stays_4x_the_target(tmp_path):
     big = save(photo(1600, 1200), tmp_path / "big.jpg", quality=90)
     small = save(photo(300, 240), tmp_path / "small.jpg", quality=90)
     png = save(photo(1600, 1200), tmp_path / "big.png")

@@ -6,8 +6,8 @@ from typing import Any
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS default
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-# safe: JPEG DCT scaling / integer reduction only while the image stays >= 2x the model's size (the
-# default); fast: down to the model's size (can change answers; run warns); full: every pixel decoded.
+# safe: JPEG DCT scaling only while the image stays >= 4x the model's size (the default); fast: down to
+# the model's size, then a box reduce (can change answers; run warns); full: every pixel decoded.
 DECODE_MODES = ("safe", "fast", "full")
 MODES = ("L", "RGB", "BGR")
 ENGINES = ("local", "sequential", "compss")

@@ -230,7 +230,9 @@ def _dct_scale(im: Image.Image, spec: PreprocessSpec, geometry: Geometry, orient
     Only asked of the header (Image.draft must precede load); returns the scale libjpeg will use.
     """
     keep = _KEEP[spec.decode]
-    if keep is None or orientation == 0 or im.format not in ("JPEG", "MPO") or (spec.decode == "safe" and spec.resize == "nearest"):
+    if keep is None or orientation == 0 or im.format not in ("JPEG", "MPO"):
+        return 1
+    if spec.decode == "safe" and spec.resize == "nearest":
         return 1  # nearest picks pixels: an average of 8x8 blocks is not what it means
     w, h = im.size[::-1] if orientation in _TRANSPOSED else im.size
     left, top, right, bottom = _crop_box(w, h, spec.crop)

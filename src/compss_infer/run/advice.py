@@ -19,7 +19,8 @@ RAW_PIXELS = "--set preprocess.mean=0 --set preprocess.std=1"
 _SET_THEM = (f"set them to what the model was trained on, e.g. --set preprocess.std=255 for 0..1 or --set "
              f"preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare raw 0..255 pixels on purpose "
              f"with {RAW_PIXELS} (or write a model card)")
-PATH_GRAPH_IGNORES = ("size", "mode", "resize", "crop", "mean", "std", "decode")  # Pillow-side keys a path graph never sees
+# Pillow-side keys a path graph never sees
+PATH_GRAPH_IGNORES = ("size", "mode", "resize", "crop", "mean", "std", "decode")
 
 
 def _chosen_pre(cfg: RunConfig) -> bool:
