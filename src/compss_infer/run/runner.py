@@ -47,7 +47,7 @@ from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
 from .sizing import MAX_CHUNK, MAX_SHARD_CHUNK, auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
-from .advice import check_preprocessing, class_count_unknown
+from .advice import check_preprocessing, class_count_unknown, fast_decode
 
 log = logging.getLogger("compss_infer")
 
@@ -218,7 +218,7 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         if isinstance(truth, FolderTruth):
             truth.num_classes = info.num_classes
             truth.check_folders(plan.listed())
-        warnings = [w for w in (class_count_unknown(info, labels),) if w]
+        warnings = [w for w in (class_count_unknown(info, labels), fast_decode(cfg, info)) if w]
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
