@@ -9,7 +9,8 @@ run, interleaved, the median of --reps runs of:
 and the ceilings: model-only throughput (best batch, all cores) and decode+resize-only throughput;
 then the int8 contenders (benchmarks/int8.py: a MobileNet trained here, full int8 and quantize's
 fallback against fp32: agreement on images never calibrated on, whole-process and model-only speed;
-demo-CNN accuracy).
+demo-CNN accuracy);
+and the real-size photos (benchmarks/realsize.py: W3 and W3L, decoders, fp32/int8, decode agreement).
 Every contender is timed as a whole process, from start to results written.  Prints a table and the
 ratios, writes a JSON file and updates the table in docs/benchmarks.md.
 """
@@ -97,8 +98,8 @@ def contenders(wl, work: str, cores: int, device: str, best_flags: list[str], or
                  "--procs", str(cores), "--limit", str(original_limit)), None, out["a"]),
         "b": (py(os.path.join(HERE, "handloop.py"), wl.model, wl.images, out["b"], *common, "--device", device),
               harness.file_has_lines(out["b"], 2), out["b"]),
-        "c": (ci_cmd(wl, out["c"], [], device), harness.file_has_lines(out["c"] + ".journal/chunks.jsonl"), out["c"]),
-        "d": (ci_cmd(wl, out["d"], best_flags, device), harness.file_has_lines(out["d"] + ".journal/chunks.jsonl"),
+        "c": (ci_cmd(wl, out["c"], [], device), harness.file_nonempty(out["c"] + ".journal/chunks.bin"), out["c"]),
+        "d": (ci_cmd(wl, out["d"], best_flags, device), harness.file_nonempty(out["d"] + ".journal/chunks.bin"),
               out["d"]),
     }
 
@@ -238,6 +239,7 @@ def main() -> int:
     ap.add_argument("--json", help="result file (default benchmarks/results/<host>-<date>.json)")
     ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 contenders (benchmarks/int8.py)")
+    ap.add_argument("--no-w3", action="store_true", help="skip the real-size photos (benchmarks/realsize.py)")
     args = ap.parse_args()
     from compss_infer.model.session import available_cpus
     cores = available_cpus()
@@ -254,6 +256,10 @@ def main() -> int:
         result["int8"] = int8.bench(work, args.reps, cores, args.limit_seconds)
         m = result["machine"]
         int8_md = int8.table_md(result["int8"], f"Machine: {m['cpu']}, {m['cores']} cores; {result['date']}")
+    if not args.no_w3 and args.device == "cpu":  # its own process: it writes its JSON and its doc table
+        import subprocess
+        subprocess.run([sys.executable, "-m", "benchmarks.realsize", "--workdir", work, "--reps", str(args.reps)]
+                       + (["--no-doc"] if args.no_doc else []), check=True)
     result["bench_wall_s"] = round(time.monotonic() - started, 1)
     md = table_md(result)
     print("\n" + md + ("\n\n" + int8_md if int8_md else ""))

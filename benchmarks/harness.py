@@ -108,6 +108,26 @@ def file_has_lines(path: str, n: int = 1) -> Callable[[], bool]:
     return probe
 
 
+def file_nonempty(path: str) -> Callable[[], bool]:
+    """A first-result probe for a binary file (the run's journal): it exists and is not empty."""
+    def probe() -> bool:
+        try:
+            return os.path.getsize(path) > 0
+        except OSError:
+            return False
+    return probe
+
+
+def replace_block(doc: str, begin: str, end: str, md: str, heading: str) -> None:
+    """Put ``md`` between the ``begin`` and ``end`` marks of ``doc`` (added under ``heading`` if missing)."""
+    text = open(doc).read()
+    if begin not in text:
+        text += f"\n## {heading}\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    with open(doc, "w") as fh:
+        fh.write(f"{head}{begin}\n{md}\n{end}{rest.split(end, 1)[1]}")
+
+
 def python() -> str:
     return sys.executable
 

@@ -199,12 +199,7 @@ def table_md(r: dict, machine: str) -> str:
 
 
 def update_doc(md: str) -> None:
-    text = open(DOC).read()
-    if BEGIN not in text:
-        text += f"\n## 8-bit models (int8, LiteRT)\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    with open(DOC, "w") as fh:
-        fh.write(f"{head}{BEGIN}\n{md}\n{END}{rest.split(END, 1)[1]}")
+    harness.replace_block(DOC, BEGIN, END, md, "8-bit models (int8, LiteRT)")
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # tinymodels, badimages
-# Child processes (stand-in executors, CLI subprocesses) import the test helper modules too.
+# Child processes (COMPSs executors, CLI subprocesses) import the test helper modules too.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
 ROOT = os.path.dirname(HERE)
 
@@ -47,3 +47,17 @@ def base_flags(model: str, images: str, output: str, **run) -> dict:
     flags = {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
              "run": {"images": images, "output": output, "progress": False, **run}}
     return flags
+
+
+@pytest.fixture(scope="session")
+def _session_runtime(tmp_path_factory):
+    """One COMPSs runtime (the real binding on the fake Java side) for the whole session."""
+    from compss_support import shared_runtime  # imported only when a test needs it (it extends sys.path)
+    yield from shared_runtime(tmp_path_factory)
+
+
+@pytest.fixture
+def compss_master(_session_runtime, monkeypatch):
+    """This pytest process as the COMPSs master of the shared runtime (tests/compss_support.py)."""
+    from compss_support import shared_master
+    yield from shared_master(_session_runtime, monkeypatch)

@@ -103,7 +103,7 @@ class Executor:
         tests = os.path.dirname(os.path.abspath(__file__))
         src = src or os.path.join(os.path.dirname(tests), "src")  # another checkout's sources: a benchmark's baseline
         environ["PYTHONPATH"] = os.pathsep.join([REAL_PYCOMPSS, src, tests] + [
-            p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and "pycompss_standin" not in p])
+            p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
         argv = [sys.executable] + (["-O"] if optimize else []) + [os.path.abspath(__file__), str(cmd_r),
                                                                  str(reply_w), folder]
         log = open(os.path.join(folder, "executor.out"), "ab")

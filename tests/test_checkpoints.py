@@ -211,6 +211,19 @@ def test_run_checkpoint_folder_gives_the_rows_of_its_frozen_pb(ckpt, tmp_path, c
     assert "a TF1 checkpoint is several" in one_error_line(capsys)
 
 
+def test_a_checkpoint_runs_on_the_compss_engine_as_on_sequential(ckpt, tmp_path, compss_master):
+    """Through the real PyCOMPSs binding (the session's shared runtime): the task's child restores and
+    freezes the checkpoint itself, from the folder on the (shared) disk."""
+    out = {}
+    for engine in ("sequential", "compss"):
+        out[engine] = str(tmp_path / f"{engine}.csv")
+        assert main(RUN + ["--model", ckpt["folder"], "--images", ckpt["images"], "--output", out[engine],
+                           "--engine", engine, "--chunk-size", "4", "--workers", "2"]) == 0
+    assert open(out["compss"], "rb").read() == open(out["sequential"], "rb").read()
+    assert {t.ce.signature.rsplit(".", 1)[1] for t in compss_master.tasks()} == {"_classify_task"}
+    assert len(compss_master.jobs()) == 3  # 10 images in chunks of 4
+
+
 def test_newer_checkpoint_mid_run_is_used_by_later_chunks(ckpt, tmp_path, monkeypatch):
     folder = copy_folder(ckpt, tmp_path)
     listing = tmp_path / "list.txt"

@@ -23,7 +23,7 @@ import pytest
 
 import nodeprocs
 import tinymodels as tm
-from compss_support import FAULTS, REAL_PYCOMPSS, clean_compss_env, master  # noqa: F401 - fixtures
+from compss_support import FAULTS, REAL_PYCOMPSS, clean_compss_env  # noqa: F401 - fixture
 from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
 from compss_infer.core.contracts import ChunkResult, TaskError, WorkerSpec
 from compss_infer.engines.nodeclient import GRACE_S
@@ -209,11 +209,13 @@ def test_gpu_tokens_changing_from_task_to_task_keep_one_worker_per_gpu(node, chu
     assert nodeprocs.strays(str(tmp_path)) == []
 
 
-def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chunk, tmp_path, monkeypatch):
-    """Through the stand-in master and its executors (the real process_task): the model vanishes
-    right after the master checked it, and comes back a second after a task found it missing (so
-    the gap covers a task's load whatever the machine's speed).  A model error on one node, once:
-    the chunk is retried after the pause, and the run ends with every image."""
+def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(compss_master, chunk, tmp_path, monkeypatch):
+    """Through the real PyCOMPSs binding, master and workers (this process is the master of the
+    session's shared runtime, tests/compss_support.py): the model vanishes right after the master
+    checked it, and comes back a second after a task found it missing (so the gap covers a task's
+    load whatever the machine's speed).  A model error on one node, once: the chunk is retried after
+    the pause, and the run ends with every image.  (What the shared runtime's processes leave is
+    checked when the session stops it.)"""
     from compss_infer.run.config import build_config
     from compss_infer.engines import compss
     from compss_infer.run.runner import run
@@ -238,7 +240,6 @@ def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chu
         return failed(self, key, error)
     monkeypatch.setattr(compss.CompssEngine, "preflight", then_hide)
     monkeypatch.setattr(compss.CompssEngine, "_setup_failed", then_restore)
-    runtime = master(cpus=1, optimize=False)
     out = str(tmp_path / "out.csv")
     cfg = build_config(None, {"model": {"path": model}, "preprocess": {"mode": "L", "std": 1.0},
                               "run": {"images": str(folder), "output": out, "progress": False, "engine": "compss",
@@ -247,8 +248,6 @@ def test_a_model_file_missing_for_a_second_costs_a_retry_not_the_run(master, chu
     assert summary.exit_code == 0 and summary.classified == 12
     causes = summary.data["tasks"]["retries_by_cause"]
     assert list(causes) == ["ModelError"] and causes["ModelError"] >= 1, causes
-    runtime.stop()
-    assert nodeprocs.strays(str(tmp_path)) == []
 
 
 def test_a_model_error_aborts_only_when_another_node_or_the_same_node_after_the_pause_repeats_it():

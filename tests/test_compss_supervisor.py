@@ -1,19 +1,19 @@
-"""The COMPSs task's supervisor, run through the REAL PyCOMPSs worker code.
+"""The COMPSs task's supervisor, run through the REAL PyCOMPSs binding, master and worker.
 
-The master side is the stand-in (this pytest process); its executors hand every task to the real
-``process_task`` of ../shared/third_party/compss-3.3/python, which arms the real ``time_out`` alarm.
-Each task hands the chunk to the node's inference server (a worker process of it runs the chunk),
-so a chunk that computes in C++ past its limit, or that segfaults, comes back as a failure and the
-executor lives on.
+This pytest process is the master of the session's shared runtime (the fake Java side); its
+executors run every task through the real piper worker and ``process_task`` of
+../shared/third_party/compss-3.3/python, which arms the real ``time_out`` alarm.  Each task hands the
+chunk to the node's inference server (a worker process of it runs the chunk), so a chunk that
+computes in C++ past its limit, or that segfaults, comes back as a failure and the executors live
+on.  Idle executors take tasks in turn; the server is the node's, whichever executor asks.
 """
 import os
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from compss_support import FAULTS, clean_compss_env, master  # noqa: F401 - fixtures
+from compss_support import clean_compss_env  # noqa: F401 - fixture
 
 import tinymodels as tm
 from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec
@@ -56,14 +56,6 @@ def assert_right(outcome, paths):
     assert outcome.value.class_ids.tolist() == expected and not outcome.value.errors
 
 
-@pytest.fixture(autouse=True)
-def fresh_tasks_module(monkeypatch):
-    """The task decorators read COMPSS_INFER_TIME_OUT at import: each test imports the module afresh."""
-    monkeypatch.delitem(sys.modules, "compss_infer.engines.compss_tasks", raising=False)
-    yield
-    sys.modules.pop("compss_infer.engines.compss_tasks", None)
-
-
 @pytest.fixture
 def images(tmp_path):
     folder = tmp_path / "imgs"
@@ -74,45 +66,47 @@ def images(tmp_path):
     return paths, white
 
 
-def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_lives_on(master, tmp_path, images):
+def test_a_chunk_computing_past_its_limit_in_cpp_is_a_timeout_and_the_executor_lives_on(compss_master, tmp_path,
+                                                                                        images):
     paths, white = images
     spec = spec_for(tm.write_graph(slow_in_kernels_graph(), str(tmp_path / "slow.pb")))
-    runtime = master(cpus=1, optimize=False)
-    executors = runtime.executor_pids()
-    engine = make_engine("compss", workers=1, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=10))
+    executors = compss_master.executor_pids()
+    engine = make_engine("compss", workers=2, task_timeout=TimeLimitPolicy(auto=False, fixed=3, floor=10))
     engine.start(warm_up, spec)
     engine.preflight()
-    assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the node server's worker has loaded the model
+    assert_right(classify(engine, 0, spec, paths[:3]), paths[:3])  # warm: the node server's worker has the model
     t0 = time.monotonic()
     hung = classify(engine, 1, spec, [white])
     took = time.monotonic() - t0
     assert hung.failure.startswith("Timeout: the chunk ran past its time limit of 3s"), hung.failure
     assert took < 3 + 6, took  # the limit, plus a few seconds (not the minutes the kernel would take)
     assert_right(classify(engine, 2, spec, paths[3:]), paths[3:])
-    assert runtime.executor_pids() == executors  # the same executor process, never killed
+    assert len({job.slot.pid for job in compss_master.jobs()}) == 2  # both executors took chunks
+    assert compss_master.executor_pids() == executors  # the same executor processes, never killed
     engine.close()
     print(f"time-out return latency: {took:.1f}s for a 3s limit")
 
 
-def test_a_child_segfault_is_a_failure_and_the_executor_classifies_the_next_chunk(master, monkeypatch, tmp_path,
-                                                                                 images):
-    """tests/faults/sitecustomize.py makes decoding a b"POISON" file segfault for real (in the child)."""
+def test_a_child_segfault_is_a_failure_and_the_executor_classifies_the_next_chunk(compss_master, tmp_path, images):
+    """tests/faults/sitecustomize.py (on the shared runtime's worker PYTHONPATH, with
+    COMPSS_INFER_TEST_FAULTS=1 there) makes decoding a b"POISON" file segfault for real (in the node
+    server's worker)."""
     paths, _ = images
     poison = str(tmp_path / "poison.png")
     with open(poison, "wb") as fh:
         fh.write(b"POISON" + bytes(64))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([FAULTS, os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("COMPSS_INFER_TEST_FAULTS", "1")
     spec = spec_for(tm.write_graph(tm.quadrant_graph(), str(tmp_path / "q.pb")))
-    runtime = master(cpus=1, optimize=False)
-    executors = runtime.executor_pids()
-    engine = make_engine("compss", workers=1)
+    executors = compss_master.executor_pids()
+    engine = make_engine("compss", workers=2)
     engine.start(warm_up, spec)
     engine.preflight()
     crashed = classify(engine, 0, spec, [paths[0], poison])
     assert crashed.failure.startswith("WorkerCrashed: worker process") and "SIGSEGV" in crashed.failure
-    assert_right(classify(engine, 1, spec, paths), paths)
-    assert runtime.executor_pids() == executors
+    crashed_on = compss_master.jobs()[-1].slot.pid
+    for key in (1, 2):  # the next chunks go to each executor in turn; the server replaced its crashed worker
+        assert_right(classify(engine, key, spec, paths), paths)
+    assert crashed_on in {job.slot.pid for job in compss_master.jobs()[1:]}
+    assert compss_master.executor_pids() == executors
     engine.close()
 
 

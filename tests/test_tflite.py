@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from compss_support import SRC, STANDIN, TESTS, clean_compss_env, master  # noqa: F401 - fixtures
+from compss_support import SRC, TESTS, clean_compss_env  # noqa: F401 - fixture
 import tinymodels as tm
 from compss_infer.cli import main
 from compss_infer.run.config import build_config
@@ -237,7 +237,7 @@ def test_summary_and_inspect_show_the_cards_check(hostile, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("engine", ["local", "compss"])
-def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, hostile, tmp_path, master):
+def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, hostile, tmp_path, request):
     """The partly-float model (int8 in, float ops inside): same bytes on every engine, right answers."""
     _, out, _, _ = hostile
     folder = str(tmp_path / "imgs")
@@ -247,12 +247,40 @@ def test_a_tflite_run_on_each_engine_equals_a_sequential_run(engine, hostile, tm
         "images": folder, "output": output, "progress": False, "engine": name, "chunk_size": 3, **kw}})
     assert run(cfg(ref, "sequential")).exit_code == 0
     got = str(tmp_path / f"{engine}.csv")
-    if engine == "compss":
-        master(cpus=2)
+    if engine == "compss":  # the real binding on the session's shared runtime (tests/compss_support.py)
+        request.getfixturevalue("compss_master")
     summary = run(cfg(got, engine, workers=2))
     assert summary.exit_code == 0 and summary.classified == 20
     assert Path(got).read_bytes() == Path(ref).read_bytes()
     assert [r["class_id"] for r in rows(got)] == [str(q) for _, q in truth]
+
+
+def test_without_a_runtime_the_compss_engine_runs_its_tasks_in_the_master(quantized, tmp_path):
+    """Plain python with the real PyCOMPSs binding importable but no runcompss: tasks run in the caller
+    (as documented for PyCOMPSs 2.5-3.3) and compss_wait_on passes the value through; the engine still
+    works.  A .tflite model, so that neither the caller nor its task child imports TensorFlow."""
+    from compss_support import REAL_PYCOMPSS, subprocess_env
+    _, out, _, _ = quantized
+    folder = str(tmp_path / "imgs")
+    items = tm.make_images(folder, 4, H, W)
+    script = f"""
+import os, sys
+from compss_infer.run.config import build_config
+from compss_infer.core.contracts import WorkerSpec
+from compss_infer.engines import make_engine
+from compss_infer.worker import classify_chunk, warm_up
+cfg = build_config(None, {{"model": {{"path": {out!r}}}}})
+spec = WorkerSpec(cfg.model, cfg.preprocess, cfg.session, default_threads=1)
+paths = [os.path.join({folder!r}, rel) for rel in {[rel for rel, _ in items]!r}]
+engine = make_engine("compss"); engine.start(warm_up, spec)
+engine.submit(7, classify_chunk, spec, paths)
+(outcome,) = engine.poll(0); engine.close(abort=True)
+print(outcome.key, outcome.failure, len(outcome.value.class_ids), "tensorflow" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=subprocess_env(str(tmp_path), REAL_PYCOMPSS, COMPSS_INFER_CU="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "7 None 4 False" and "no COMPSs runtime" in proc.stderr
 
 
 def test_local_workers_running_a_tflite_model_never_import_tensorflow(hostile, tmp_path):

@@ -50,11 +50,13 @@ if os.environ.get("COMPSS_INFER_TEST_FAULTS") == "1":
     _real_decode = _pre.decode
 
     def _faulty_decode(path, spec, geometry):
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(6)
-        except OSError:
-            head = b""
+        head = b""
+        if isinstance(path, (str, os.PathLike)):  # a file; a shard member is not one: left to the decoder
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(6)
+            except (OSError, ValueError):
+                pass
         if head.startswith(b"POISON"):
             ctypes.string_at(0)
         if head.startswith(b"HANG"):

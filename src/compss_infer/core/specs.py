@@ -6,6 +6,9 @@ from typing import Any
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS default
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+# safe: JPEG DCT scaling only while the image stays >= 4x the model's size (the default); fast: down to
+# the model's size, then a box reduce (can change answers; run warns); full: every pixel decoded.
+DECODE_MODES = ("safe", "fast", "full")
 MODES = ("L", "RGB", "BGR")
 ENGINES = ("local", "sequential", "compss")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -39,6 +42,7 @@ class PreprocessSpec:
     std: tuple[float, ...] = (1.0,)
     exif_transpose: bool = True
     max_pixels: int = PILLOW_MAX_PIXELS
+    decode: str = "safe"  # one of DECODE_MODES: how far a large image may be shrunk before the resize
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ def _scores_text(y: Any) -> str:
 def _card(cfg: RunConfig, output: str, card: str, int8: Any, calib: int, res: "QuantizeResult",
           source_sha: str, size: int) -> dict[str, Any]:
     pre = cfg.to_dict()["preprocess"]
+    pre.pop("decode", None)  # how far a run may shrink large images is the run's choice, not the model's
     pre["size"] = [int8.info.height, int8.info.width]
     model: dict[str, Any] = {"input": int8.info.input_name, "output": int8.info.output_name}
     if cfg.model.labels:  # relative to the card, even above its folder: model, card and labels move together

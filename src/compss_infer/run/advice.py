@@ -19,7 +19,8 @@ RAW_PIXELS = "--set preprocess.mean=0 --set preprocess.std=1"
 _SET_THEM = (f"set them to what the model was trained on, e.g. --set preprocess.std=255 for 0..1 or --set "
              f"preprocess.mean=127.5 --set preprocess.std=127.5 for -1..1, or declare raw 0..255 pixels on purpose "
              f"with {RAW_PIXELS} (or write a model card)")
-PATH_GRAPH_IGNORES = ("size", "mode", "resize", "crop", "mean", "std")  # Pillow-side keys a path graph never sees
+# Pillow-side keys a path graph never sees
+PATH_GRAPH_IGNORES = ("size", "mode", "resize", "crop", "mean", "std", "decode")
 
 
 def _chosen_pre(cfg: RunConfig) -> bool:
@@ -86,3 +87,13 @@ def class_count_unknown(info: ModelInfo, labels: Sequence[str] | None) -> str | 
     return (f"cannot tell how many classes the class-id output {info.output_name} chooses from (no ArgMax with a "
             f"fixed class axis found): the labels file's line count is not checked; rows whose id has no "
             f"labels line become error rows")
+
+
+def fast_decode(cfg: RunConfig, info: ModelInfo) -> str | None:
+    """preprocess.decode=fast may change a class id: said once, like any fast path."""
+    if cfg.preprocess.decode != "fast" or info.takes_paths:
+        return None
+    return (f"preprocess.decode=fast: large JPEGs are decoded at reduced scale (DCT scaling) and reduced to about "
+            f"the model's {info.height}x{info.width} before the resize, so a class can differ from a full decode "
+            f"(top-1 agreement measured on real photos in docs/benchmarks.md); the default, preprocess.decode=safe, "
+            f"keeps 4x the model's size")

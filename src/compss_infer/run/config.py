@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from ..core.errors import ConfigError, shown
-from ..core.specs import (ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS, TRUTH_FROM,
-                          ModelSpec, PreprocessSpec, RunConfig, RunSpec, SessionSpec)
+from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS,
+                          TRUTH_FROM, ModelSpec, PreprocessSpec, RunConfig, RunSpec, SessionSpec)
 from ..core.yamlfile import YamlLimit, load_yaml, number_problem, parse_yaml
 from ..model.files import card_path_for
 
@@ -206,6 +206,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "std": _channel_values(positive=True),
         "exif_transpose": _bool,
         "max_pixels": _int(1, maximum=2**53),
+        "decode": _choice(DECODE_MODES, fold=str.lower),
     },
     "session": {
         "inter_op_threads": _int(-1, auto=True),

@@ -47,7 +47,7 @@ from ..model.session import available_cpus
 from ..engines.timelimit import TimeLimitPolicy
 from .sizing import MAX_CHUNK, MAX_SHARD_CHUNK, auto_chunk, auto_workers, visible_gpus
 from ..worker import classify_chunk, warm_up
-from .advice import check_preprocessing, class_count_unknown
+from .advice import check_preprocessing, class_count_unknown, fast_decode
 
 log = logging.getLogger("compss_infer")
 
@@ -219,7 +219,8 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
             truth.num_classes = info.num_classes
             truth.check_folders(plan.listed())
         walk = plan.walk if isinstance(plan, Plan) else None  # --images: folders not listed, links not followed
-        warnings = [w for w in (class_count_unknown(info, labels),) if w] + (walk.warnings() if walk else [])
+        warnings = [w for w in (class_count_unknown(info, labels), fast_decode(cfg, info)) if w] + \
+            (walk.warnings() if walk else [])
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
