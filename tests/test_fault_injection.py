@@ -107,6 +107,26 @@ def test_ctrl_c_exits_130_and_resume_finishes(workload, tmp_path, how):
     assert open(out, "rb").read() == ref
 
 
+def test_sharded_output_is_resumed_after_ctrl_c(workload, tmp_path):
+    """Issue 22: ``--output DIR/`` could not be resumed once the folder existed (--overwrite: test_trust_boundaries)."""
+    model, images, ref = workload
+    out = str(tmp_path / "parts") + "/"
+    shards = ["--format", "csv", "--set", "run.shard_rows=150"]
+    proc = start(model, images, out, *shards)
+    wait_for_lines(proc, out, 5)  # DIR/.journal/chunks.bin
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"run again with --resume to continue" in stderr, stderr
+    proc = start(model, images, out, *shards, "--resume")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    header, *body = ref.splitlines(keepends=True)
+    parts = json.load(open(out + "manifest.json"))["parts"]
+    assert [p["rows"] for p in parts] == [150, 150, 100]
+    for i, part in enumerate(parts):  # the same rows as an uninterrupted single-file run
+        assert open(out + part["name"], "rb").read() == header + b"".join(body[150 * i:150 * (i + 1)])
+
+
 def test_resume_refuses_when_inputs_or_model_changed(workload, tmp_path, capsys):
     from compss_infer.cli import main
     model, images, ref = workload

@@ -72,7 +72,7 @@ def test_an_op_hidden_in_the_function_library_is_found(tmp_path, capsys):
         return sneaky(logits)
     gd = quadrant_with(extra)
     assert not any(n.op == "WriteFile" for n in gd.node)  # not visible at the top level
-    findings = audit(gd, path_input=False)
+    findings = audit(gd, path_input=None)
     assert [f.op for f in findings] == ["WriteFile"] and findings[0].where.startswith("function ")
     assert run_model(tmp_path, gd) == 2
     err = capsys.readouterr().err
@@ -82,10 +82,10 @@ def test_an_op_hidden_in_the_function_library_is_found(tmp_path, capsys):
 def test_file_reading_is_allowed_only_for_path_input_graphs(tmp_path):
     def extra(logits):
         return logits + tf.cast(tf.strings.length(tf.io.read_file("/etc/hostname")), tf.float32) * 0
-    findings = audit(quadrant_with(extra), path_input=False)
+    findings = audit(quadrant_with(extra), path_input=None)
     assert [f.op for f in findings] == ["ReadFile"]
-    assert audit(tm.path_graph(), path_input=True) == []
-    assert {f.op for f in audit(tm.path_graph(), path_input=False)} == {"ReadFile", "DecodeImage"}
+    assert audit(tm.path_graph(), path_input="image_path:0") == []
+    assert {f.op for f in audit(tm.path_graph(), path_input=None)} == {"ReadFile", "DecodeImage"}
 
 
 @pytest.mark.parametrize("flags, needle", [

@@ -24,6 +24,9 @@ def print_summary(summary: Any, stream: Any = None) -> None:
     if summary.accuracy is not None:
         coverage = (summary.data.get("accuracy") or {}).get("coverage")  # "accuracy X on N of M images"
         line += f"; {coverage}" if coverage else f"; accuracy {summary.accuracy:.4f}"
+    unlisted = summary.data.get("unlisted_folders")
+    if unlisted:  # their images are missing: said here too, not only in a warning line
+        line += f"; {unlisted['count']} folder(s) could not be listed (see the warning)"
     print(line, file=stream)
     checked = (summary.data.get("model") or {}).get("card_check")
     if checked:  # an int8 model: what its card says quantize measured against fp32

@@ -47,6 +47,26 @@ class MissingDependency(CompssInferError):
     kind = "MissingDependency"
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a refusal never formats an unbounded value
+    (a YAML alias bomb expands to ~10^9 items, a nested list may be thousands of levels deep); a
+    huge integer is shown by its size, not its 4,000 digits."""
+    import reprlib
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        try:
+            return f"an integer of {len(str(abs(value)))} digits"
+        except ValueError:  # over Python's 4,300-digit limit for int -> str
+            return "an integer of more than 4,300 digits"
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = limit
+    try:
+        text = r.repr(value)
+    except ValueError:  # an integer inside it over the digit limit
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 # The reasons the user reads, worded the same wherever a file system refuses us.
 _REASONS = {
     "EROFS": "read-only file system",

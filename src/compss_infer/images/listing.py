@@ -1,14 +1,18 @@
 """Which files are images, and how to list them: a folder walked in sorted order, or a UTF-8 list file.
 
+The walk never aborts and never drops a folder in silence: what it cannot list is named in its
+``WalkNotes``.
+
 Shared by the run's plan (run/inputs.py) and quantize's calibration set.
 """
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..core.errors import InputError
+from ..core.errors import InputError, os_reason
 
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -18,36 +22,111 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk_sorted(root: str, rel: str = "") -> Iterator[str]:
+@dataclass
+class WalkNotes:
+    """What a folder walk could not list, or listed once under another name: nothing is lost silently.
+
+    ``unlisted``: (folder relative to the root, ending in ``/``; reason) for every folder whose
+    entries could not be read (permission denied, a name too long, ESTALE/EIO on a network file
+    system); its images are missing from the run, which therefore ends with exit code 1.
+    ``repeated``: (linked folder, the folder it leads to) for a symlinked folder whose target was
+    already walked (a loop, or a second link to one folder): its images are listed once, under the
+    first name.
+    """
+
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+    repeated: list[tuple[str, str]] = field(default_factory=list)
+
+    def warnings(self, shown: int = 5) -> list[str]:
+        """At most two lines, naming the first ``shown`` folders of each kind (long names cut)."""
+        out = []
+        if self.unlisted:
+            named = "; ".join(f"{_cut(f)} ({why})" for f, why in self.unlisted[:shown])
+            more = f"; and {len(self.unlisted) - shown} more" if len(self.unlisted) > shown else ""
+            out.append(f"{len(self.unlisted)} folder(s) could not be listed, their images are not in the results: "
+                       f"{named}{more}")
+        if self.repeated:
+            named = "; ".join(f"{_cut(f)} (the folder {_cut(t) or '.'})" for f, t in self.repeated[:shown])
+            more = f"; and {len(self.repeated) - shown} more" if len(self.repeated) > shown else ""
+            out.append(f"{len(self.repeated)} linked folder(s) lead to a folder already listed, not listed again: "
+                       f"{named}{more}")
+        return out
+
+
+def _cut(name: str, keep: int = 60) -> str:
+    """A folder name for a warning line: a 4,000-character path shows its two ends."""
+    return name if len(name) <= 2 * keep + 3 else name[:keep] + "..." + name[-keep:]
+
+
+def _entries(root: str, rel: str, notes: WalkNotes) -> list[tuple[str, bool, tuple[int, int] | None]]:
+    """(sort key, is a folder, its (device, inode)) of one folder's entries, links followed; a folder
+    that cannot be read is noted, not raised."""
+    out = []
+    try:
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            for entry in it:  # reading on may fail too (EIO, ESTALE): what was read is kept
+                ident = None
+                try:
+                    is_dir = entry.is_dir()  # follows a symlink: linked class folders are walked
+                except OSError:
+                    is_dir = False  # an unreadable link: listed if named like an image
+                if is_dir:
+                    try:
+                        st = entry.stat()
+                        ident = (st.st_dev, st.st_ino)
+                    except OSError as exc:  # a folder we cannot enter (a name too long here, say)
+                        notes.unlisted.append((rel + entry.name + "/", os_reason(exc)))
+                        continue
+                out.append((entry.name + "/" if is_dir else entry.name, is_dir, ident))
+    except OSError as exc:
+        notes.unlisted.append((rel or "./", os_reason(exc)))
+    out.sort()
+    return out
+
+
+def _walk_sorted(root: str, notes: WalkNotes) -> Iterator[str]:
     """Depth-first walk that yields relative POSIX paths in plain lexicographic order.
 
     A folder ``a`` sorts as ``a/`` so that ``a-b.png`` < ``a/x.png`` as in a sorted listing of
-    full paths.  Symlinked folders are not followed (no loops); symlinked files are listed.
+    full paths.  Symlinked folders are followed; each folder (by device and inode) is walked once,
+    so a link loop ends.  Iterative: any depth.
     """
-    try:
-        with os.scandir(os.path.join(root, rel) if rel else root) as it:
-            entries = []
-            for entry in it:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    is_dir = False
-                entries.append((entry.name + "/" if is_dir else entry.name, is_dir))
-    except PermissionError:
-        return
-    entries.sort()
-    for key, is_dir in entries:
-        if is_dir:
-            yield from _walk_sorted(root, rel + key)
-        elif is_image_name(key):
-            yield rel + key
+    st = os.stat(root)
+    seen: dict[tuple[int, int], str] = {(st.st_dev, st.st_ino): ""}
+    stack = [("", iter(_entries(root, "", notes)))]
+    while stack:
+        rel, it = stack[-1]
+        for key, is_dir, ident in it:
+            if not is_dir:
+                if is_image_name(key):
+                    yield rel + key
+                continue
+            if ident is not None and ident in seen:
+                notes.repeated.append((rel + key, seen[ident]))
+                continue
+            if ident is not None:
+                seen[ident] = rel + key
+            stack.append((rel + key, iter(_entries(root, rel + key, notes))))
+            break
+        else:
+            stack.pop()
 
 
-def discover(images_dir: str) -> Iterator[str]:
-    """Image files under ``images_dir``, recursive, as relative POSIX paths in sorted order."""
+def discover(images_dir: str, notes: WalkNotes | None = None) -> Iterator[str]:
+    """Image files under ``images_dir``, recursive, as relative POSIX paths in sorted order.
+
+    Folders that cannot be listed, and links to folders already walked, go to ``notes``.
+    """
     if not os.path.isdir(images_dir):
         raise InputError(f"--images: not a directory: {images_dir}")
-    return _walk_sorted(images_dir)
+    try:
+        with os.scandir(images_dir):
+            pass
+    except OSError as exc:
+        raise InputError(f"--images: cannot list {images_dir}: {os_reason(exc)}") from None
+    return _walk_sorted(images_dir, notes if notes is not None else WalkNotes())
+
+
 _BOMS = [(b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
          (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")]
 

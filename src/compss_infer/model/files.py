@@ -8,6 +8,7 @@ or prefix is a TF1 checkpoint) lets checkpoints through: ``--model`` runs them.
 from __future__ import annotations
 
 import os
+import stat
 
 from ..core.errors import ModelError
 from .checkpoint import looks_like_checkpoint  # the rule itself lives with the checkpoint code
@@ -23,11 +24,20 @@ def is_saved_model(path: str) -> bool:
 
 
 def _head(path: str, n: int = 4096) -> bytes:
+    """The first bytes of a regular file; nothing for anything else (a FIFO would block the open)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        os.set_blocking(fd, True)
+        return os.read(fd, n)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _varint(data: bytes, i: int) -> tuple[int, int] | None:

@@ -20,7 +20,8 @@ import yaml
 from .._version import __version__
 from ..core.atomic import write_bytes
 from .files import card_path_for
-from ..core.errors import InputError, ModelError
+from ..core.errors import ConfigError, InputError, ModelError
+from ..core.yamlfile import load_yaml, parse_yaml
 from .graph import tensor_name
 from .session import import_tf
 from .verify import VERIFY_BATCH, Check, compare, random_value, run_graph
@@ -234,9 +235,8 @@ def model_card(source: Source, result_bytes: int, input_name: str, output_name: 
 def _keep_user_choices(card: dict[str, Any], old_path: str) -> list[str]:
     """Re-freezing over a card a user edited: carry over what freezing cannot know (labels, mean/std)."""
     try:
-        with open(old_path, encoding="utf-8") as fh:
-            old = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError):
+        old = load_yaml(old_path, "model card") or {}
+    except ConfigError:  # unreadable, or over the reader's limits: nothing to keep
         return []
     if not isinstance(old, dict):
         return []
@@ -348,8 +348,8 @@ def parse_constants(items: list[str] | None) -> dict[str, Any]:
         if not sep or not name.strip() or not raw.strip():
             raise InputError(f"--constant {item!r}: expected NAME=VALUE (e.g. keep_prob=1.0)")
         try:
-            out[name.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            out[name.strip()] = parse_yaml(raw)
+        except (yaml.YAMLError, ValueError):
             raise InputError(f"--constant {item!r}: the value is not valid YAML") from None
     return out
 

@@ -6,12 +6,12 @@ bad model is refused before any image is touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..core.specs import ModelSpec, PreprocessSpec
 from ..core.contracts import ModelInfo
-from ..core.errors import ConfigError, ModelError
-from .oplist import is_allowed, reason
+from ..core.errors import ConfigError, ModelError, shown
+from .oplist import PATH_CHAIN, is_allowed, reason
 from .session import import_tf
 
 # Node types that are never the answer of a classifier.
@@ -66,18 +66,83 @@ class Finding:
     op: str
     node: str
     where: str  # "graph" or "function NAME"
+    why: str = ""  # when the op's own reason does not say it (a ReadFile fed by something else)
 
     def __str__(self) -> str:
-        place = "" if self.where == "graph" else f" in {self.where}"
-        return f"{self.op} (node {self.node!r}{place}): {reason(self.op)}"
+        place = "" if self.where == "graph" else f" in {self.where[:80]}"
+        return f"{self.op[:60]} (node {shown(self.node)}{place}): {self.why or reason(self.op)}"
 
 
-def audit(gd: Any, path_input: bool) -> list[Finding]:
-    """Every node of the graph and of every function in its library, against the allow-list."""
-    found = [Finding(n.op, n.name, "graph") for n in gd.node if not is_allowed(n.op, path_input)]
+def _tensor_ref(ref: str) -> str:
+    """``name`` -> ``name:0``; ``^name`` (a control input) -> ``name:0``."""
+    ref = ref.lstrip("^")
+    return ref if ":" in ref else ref + ":0"
+
+
+def path_fed(gd: Any, path_input: str) -> Callable[[str], bool]:
+    """Whether a tensor of the graph carries only the path fed to ``path_input`` (see oplist.PATH_CHAIN).
+
+    The greatest fixed point over the graph (loops through Merge/NextIteration included): a chain
+    op is path-fed when every input that carries its string (PATH_CHAIN) is path-fed or is the
+    input itself; anything else (a Const, another placeholder, any other op) is not.  Iterative, so
+    a graph of any depth is fine.
+    """
+    source = _tensor_ref(path_input)
+    content: dict[str, list[str]] = {}
+    for n in gd.node:
+        if n.op not in PATH_CHAIN or (n.op == "StringJoin" and "separator" in n.attr and n.attr["separator"].s):
+            continue
+        data = [i for i in n.input if not i.startswith("^")]
+        pick = PATH_CHAIN[n.op]
+        refs = [_tensor_ref(data[p]) for p in (range(len(data)) if pick is None else pick(len(data)))
+                if p < len(data)]
+        if refs:
+            content[n.name] = refs
+    good = set(content)
+    users: dict[str, list[str]] = {}
+    for name, refs in content.items():
+        for r in refs:
+            users.setdefault(r.rsplit(":", 1)[0], []).append(name)
+
+    def fed(ref: str) -> bool:
+        ref = _tensor_ref(ref)
+        return ref == source or ref.rsplit(":", 1)[0] in good
+
+    work = list(good)
+    while work:
+        name = work.pop()
+        if name in good and not all(fed(r) for r in content[name]):
+            good.discard(name)
+            work.extend(users.get(name, ()))
+    return fed
+
+
+def audit(gd: Any, path_input: str | None) -> list[Finding]:
+    """Every node of the graph and of every function in its library, against the allow-list.
+
+    ``path_input``: the tensor the run feeds image paths to (``image_path:0``), or None when the
+    input is not a path.  Then decoding is allowed, and a ``ReadFile`` whose file name is that path
+    (oplist.PATH_CHAIN); any other ``ReadFile``, and any inside a library function, is refused.
+    """
+    takes_paths = path_input is not None
+    fed = path_fed(gd, path_input) if path_input is not None else None
+    found = []
+    for n in gd.node:
+        if n.op == "ReadFile" and fed is not None:
+            data = [i for i in n.input if not i.startswith("^")]
+            if not data or not fed(data[0]):
+                found.append(Finding(n.op, n.name, "graph", "reads a file that is not the image path fed to "
+                                     f"{shown(path_input)}"))
+        elif not is_allowed(n.op, takes_paths):
+            found.append(Finding(n.op, n.name, "graph"))
     for fn in gd.library.function:
         where = f"function {fn.signature.name}"
-        found.extend(Finding(n.op, n.name, where) for n in fn.node_def if not is_allowed(n.op, path_input))
+        for n in fn.node_def:
+            if n.op == "ReadFile" and takes_paths:
+                found.append(Finding(n.op, n.name, where, "reads files inside a library function (only a ReadFile "
+                                     "the path input feeds in the graph itself is allowed)"))
+            elif not is_allowed(n.op, takes_paths):
+                found.append(Finding(n.op, n.name, where))
     return found
 
 
@@ -309,9 +374,9 @@ def argmax_classes(y: Any) -> int | None:
 
 def check_safety(gd: Any, info: ModelInfo, spec: ModelSpec) -> tuple[str, ...]:
     """Refuse unsafe ops unless allowed; return what was found (for the summary)."""
-    findings = audit(gd, info.takes_paths)
+    findings = audit(gd, info.input_name if info.takes_paths else None)
     if findings and not spec.allow_unsafe_ops:
-        shown = "; ".join(str(f) for f in findings[:3])
+        listed = "; ".join(str(f) for f in findings[:3])
         more = f"; and {len(findings) - 3} more" if len(findings) > 3 else ""
-        raise ModelError(f"unsafe op(s) in {spec.path}: {shown}{more} (pass --allow-unsafe-ops to run it anyway)")
+        raise ModelError(f"unsafe op(s) in {spec.path}: {listed}{more} (pass --allow-unsafe-ops to run it anyway)")
     return tuple(str(f) for f in findings)

@@ -94,7 +94,7 @@ def inspect_model(path: str) -> Inspection:
     if x is not None:
         kind, batch = graphmod.input_layout(x.dtype.name, graphmod._shape(x))
     takes_paths = kind in ("path", "path_batch")
-    findings = graphmod.audit(gd, takes_paths)
+    findings = graphmod.audit(gd, x.name if takes_paths and x is not None else None)
 
     ops: Counter = Counter(n.op for n in gd.node)
     fn_nodes = 0

@@ -2,11 +2,15 @@
 
 A frozen inference graph needs arithmetic, array, neural-network, image and control-flow ops.
 Anything else (file I/O, Python callbacks, networking, summaries, variables, queues) is refused
-unless the user passes ``--allow-unsafe-ops``.  File reading and image decoding are allowed only
-in graphs whose input is an image path (they decode inside the graph).  Every name here is checked
-against TensorFlow's op registry by the tests.
+unless the user passes ``--allow-unsafe-ops``.  Image decoding is allowed only in graphs whose
+input is an image path (they decode inside the graph), and ``ReadFile`` only where the file name
+it reads is that path: fed by the path input, directly or through the ops of ``PATH_CHAIN``, in the
+graph itself (a ``ReadFile`` inside a library function is refused: what feeds it is not traced).
+Every name here is checked against TensorFlow's op registry by the tests.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 _STRUCTURE = """
 Const Placeholder PlaceholderWithDefault Identity IdentityN NoOp StopGradient PreventGradient
@@ -79,6 +83,20 @@ PATH_INPUT_OPS = frozenset("""
 ReadFile DecodeImage DecodeJpeg DecodePng DecodeBmp DecodeGif DecodeWebP DecodeAndCropJpeg
 ExtractJpegShape DecodeRaw
 """.split())
+
+# Ops through which a file name may still be "the path the run fed": they select, reshape, pass
+# along or trim strings, and can only build a name out of the path's own characters.  The value:
+# which data inputs carry the string (None: every one); the others are shapes, indices or flags.
+# Regex replacements, formatting and number-to-string ops are left out: they can write any name.
+PATH_CHAIN: dict[str, Callable[[int], range | tuple[int, ...]] | None] = {
+    "Identity": lambda n: (0,), "Snapshot": lambda n: (0,), "EnsureShape": lambda n: (0,),
+    "IdentityN": None, "Reshape": lambda n: (0,), "ExpandDims": lambda n: (0,), "Squeeze": lambda n: (0,),
+    "StridedSlice": lambda n: (0,), "Slice": lambda n: (0,), "Gather": lambda n: (0,),
+    "GatherV2": lambda n: (0,), "Unpack": lambda n: (0,), "Pack": None, "ConcatV2": lambda n: range(n - 1),
+    "Switch": lambda n: (0,), "Merge": None, "Enter": lambda n: (0,), "Exit": lambda n: (0,),
+    "NextIteration": lambda n: (0,), "StringStrip": lambda n: (0,), "StringLower": lambda n: (0,),
+    "StringUpper": lambda n: (0,), "Substr": lambda n: (0,), "StringJoin": None,  # with an empty separator
+}
 
 ALLOWED_OPS = frozenset(" ".join([_STRUCTURE, _MATH, _NN, _ARRAY, _IMAGE, _STRINGS]).split())
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image, ImageOps
 
-from ..core.errors import CompssInferError, InputError
+from ..core.errors import CompssInferError, ConfigError, InputError
+from ..core.yamlfile import load_yaml
 from ..images.preprocess import ALLOWED_FORMATS, Geometry, ImageError, decode, normalize, open_regular
 
 CHECK_TARGET = 300  # below this many never-calibrated images, augmented views fill the check up to it
@@ -237,9 +237,8 @@ def card_check(card: str | None) -> dict[str, Any] | None:
     if not card or not os.path.isfile(card):
         return None
     try:
-        with open(card, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except (OSError, UnicodeError, yaml.YAMLError):
+        data = load_yaml(card, "model card")  # with the reader's limits: a card is someone else's data
+    except ConfigError:
         return None
     ver = data.get("verification") if isinstance(data, dict) else None
     if not isinstance(ver, dict) or "top1_agreement" not in ver:

@@ -18,6 +18,7 @@ scale and zero point (exact for any of them).  An int8 softmax output comes in s
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from ..core.specs import RunConfig
 from .files import card_path_for
 from ..core.contracts import WorkerSpec
 from ..core.errors import InputError, ModelError
-from ..images.listing import discover, is_image_name, read_list
+from ..images.listing import WalkNotes, discover, is_image_name, read_list
 from ..images.preprocess import Geometry, ImageError, decode, normalize
 from .fallback import FloatOp
 from .quantcheck import AgreementTooLow, CheckSet, CheckTooSmall, Verification, refuse_if_too_small  # noqa: F401
@@ -61,7 +62,10 @@ class QuantizeResult:
 def list_images(images_dir: str | None, image_list: str | None, what: str) -> list[str]:
     """Absolute image paths from a folder (sorted, recursive) or a list file (order kept)."""
     if images_dir:
-        paths = [os.path.join(images_dir, rel) for rel in discover(images_dir)]
+        notes = WalkNotes()
+        paths = [os.path.join(images_dir, rel) for rel in discover(images_dir, notes)]
+        for line in notes.warnings():  # a folder it could not list is named, never skipped in silence
+            logging.getLogger("compss_infer").warning("%s: %s", what, line)
     elif image_list:
         base = os.path.dirname(os.path.abspath(image_list))
         paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in read_list(image_list)]

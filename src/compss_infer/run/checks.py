@@ -13,15 +13,13 @@ import tempfile
 
 from ..core.specs import RunConfig
 from ..core.errors import ConfigError, InputError, os_reason
+from ..core.smallfile import describe_mode
 from ..model.checkpoint import locate_checkpoint, looks_like_checkpoint
 from ..model.files import check_model_path
+from .outpaths import journal_busy, journal_dir, journal_exists, refuse_linked_side_files
 from .results import check_output, format_for, is_sharded, refuse_special
 
 MIN_FREE_BYTES = 1 << 20  # below this nothing useful fits: refuse as "no space left"
-
-
-def journal_exists(output: str) -> bool:
-    return os.path.isfile(os.path.join(output + ".journal", "header.json"))
 
 
 def check_config(cfg: RunConfig) -> tuple[str, str]:
@@ -59,6 +57,8 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
         if r.stage_model:
             raise ConfigError("run.stage_model copies one model file; a TF1 checkpoint is several: "
                               "keep it on a shared file system, or freeze it first (compss-infer freeze)")
+    if cfg.model.labels:  # a FIFO would hang the run, /dev/zero fill its memory: refuse them now
+        _refuse_not_regular(cfg.model.labels, "model.labels")
     if r.truth and not os.path.isfile(r.truth):
         raise ConfigError(f"run.truth: file not found: {r.truth}")
     if r.report:
@@ -67,6 +67,15 @@ def check_config(cfg: RunConfig) -> tuple[str, str]:
     if not is_sharded(r.output):  # DIR/ is a folder of parts (an interrupted run's parts already in it)
         refuse_special(r.output)
     return r.output, format_for(r.output, r.format)
+
+
+def _refuse_not_regular(path: str, key: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{key}: {path} {describe_mode(mode)}, not a regular file")
 
 
 def _existing_ancestor(folder: str) -> str:
@@ -104,41 +113,36 @@ def check_writable_folder(folder: str, what: str) -> None:
         raise InputError(f"{what}: cannot write in {base}: {reason} ({free // 1024} KiB free)")
 
 
-def check_output_location(output: str) -> None:
+def check_output_location(output: str, report: bool = False) -> None:
     """Where the results, their temporary file, summary and journal go must be writable now.
 
-    A symlinked output is written in its target's folder (atomic.py), the journal beside the link.
+    A symlinked output is written in its target's folder (atomic.py), and so is the journal
+    (outpaths.py); the side files go beside the name given, never through a link.
     """
     folders = {os.path.dirname(os.path.abspath(output))}
-    if os.path.islink(output):
-        folders.add(os.path.dirname(os.path.realpath(output)))
+    if os.path.islink(output) or is_sharded(output):
+        folders.add(os.path.dirname(journal_dir(output)))
     for folder in sorted(folders):
         check_writable_folder(folder, f"--output {output}")
-    for side in (output + ".summary.json", output + ".tasks.csv"):
-        if os.path.lexists(side) and not _regular_or_missing(side):
-            raise InputError(f"--output {output}: {side} exists and is not a regular file")
-
-
-def _regular_or_missing(path: str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return True  # a dangling link: its target is created
+    refuse_linked_side_files(output, report)
 
 
 def refuse_early(cfg: RunConfig) -> tuple[str, str]:
     """check_config, plus the rules that protect results and journals from being clobbered."""
     output, fmt = check_config(cfg)
     r = cfg.run
+    if journal_busy(output):  # under this name or another one for the same file
+        raise InputError(f"another compss-infer run is writing {output} now (its journal {journal_dir(output)} "
+                         "is locked): wait for it, or choose another --output")
     if r.resume:
         if os.path.exists(output) and not r.overwrite:
             check_output(output, False, True)
         if not journal_exists(output):
-            raise InputError(f"--resume: nothing to resume, no journal at {output}.journal")
+            raise InputError(f"--resume: nothing to resume, no journal at {journal_dir(output)}")
     else:
         check_output(output, r.overwrite, False)
         if journal_exists(output) and not r.overwrite:
-            raise InputError(f"an interrupted run left a journal at {output}.journal: "
+            raise InputError(f"an interrupted run left a journal at {journal_dir(output)}: "
                              "use --resume to continue it or --overwrite to start afresh")
-    check_output_location(output)
+    check_output_location(output, r.report)
     return output, fmt

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import os
 from typing import Any, Callable, Mapping
 
 import yaml
 
-from ..core.errors import ConfigError
-from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, RESIZE_METHODS, START_METHODS, TRUTH_FROM,
-                          ModelSpec, PreprocessSpec, RunConfig, RunSpec, SessionSpec)
-from ..core.yamlfile import load_yaml, number_problem
+from ..core.errors import ConfigError, shown
+from ..core.specs import (DECODE_MODES, ENGINES, FORMATS, MODES, PILLOW_MAX_PIXELS, RESIZE_METHODS, START_METHODS,
+                          TRUTH_FROM, ModelSpec, PreprocessSpec, RunConfig, RunSpec, SessionSpec)
+from ..core.yamlfile import YamlLimit, load_yaml, number_problem, parse_yaml
 from ..model.files import card_path_for
+
+log = logging.getLogger("compss_infer")
 
 
 # --------------------------------------------------------------------------- schema
@@ -40,22 +43,12 @@ INT_MAX = 2**31 - 1  # every count in a config fits a C int: bigger is a typo, a
 MAX_SECONDS = 30 * 24 * 3600.0  # time limits: a month at most (``none`` is the way to say "no limit")
 
 
-def _shown(v: Any) -> str:
-    """A value for an error line: a huge integer is shown by its size, not its 4,000 digits."""
-    if _is_int(v) and abs(v) > 10**30:
-        try:
-            return f"an integer of {len(str(abs(v)))} digits"
-        except ValueError:  # over Python's 4,300-digit limit for int -> str
-            return "an integer of more than 4,300 digits"
-    return repr(v)
-
-
 def _finite(key: str, v: Any, hint: str = "") -> float:
     """A YAML number as a float; .nan, .inf and numbers too large for a float are refused."""
     try:
         f = float(v)
     except OverflowError:
-        raise ConfigError(f"{key}: {_shown(v)} is too large{hint}") from None
+        raise ConfigError(f"{key}: {shown(v)} is too large{hint}") from None
     if not math.isfinite(f):
         raise ConfigError(f"{key}: expected a finite number, got {f}{hint}")
     return f
@@ -67,11 +60,11 @@ def _int(minimum: int | None = None, auto: bool = False, maximum: int = INT_MAX)
             if auto:
                 return None
         if not _is_int(v):
-            raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {v!r}")
+            raise ConfigError(f"{key}: expected an integer{' or auto' if auto else ''}, got {shown(v)}")
         if minimum is not None and v < minimum:
-            raise ConfigError(f"{key}: must be >= {minimum}, got {_shown(v)}")
+            raise ConfigError(f"{key}: must be >= {minimum}, got {shown(v)}")
         if v > maximum:
-            raise ConfigError(f"{key}: must be <= {maximum}, got {_shown(v)}")
+            raise ConfigError(f"{key}: must be <= {maximum}, got {shown(v)}")
         return v
     return check
 
@@ -82,7 +75,7 @@ def _float(minimum: float | None = None, maximum: float | None = None, optional:
         if v is None and optional:
             return None
         if not _is_num(v):
-            raise ConfigError(f"{key}: expected a number, got {v!r}")
+            raise ConfigError(f"{key}: expected a number, got {shown(v)}")
         v = _finite(key, v)
         if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
             raise ConfigError(f"{key}: must be {'>' if exclusive_min else '>='} {minimum}, got {v}")
@@ -100,11 +93,11 @@ def _time_limit(key: str, v: Any) -> Any:
         try:
             v = float(v)
         except ValueError:
-            raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {v!r}") from None
+            raise ConfigError(f"{key}: expected auto, none or a number of seconds, got {shown(v)}") from None
     if v is None:
         return None
     if not _is_num(v):
-        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {v!r}")
+        raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0, got {shown(v)}")
     v = _finite(key, v, " (auto, none for no limit, or seconds)")
     if not 0 < v <= MAX_SECONDS:
         raise ConfigError(f"{key}: expected auto, none or a number of seconds > 0 and <= {MAX_SECONDS:g} "
@@ -114,7 +107,7 @@ def _time_limit(key: str, v: Any) -> Any:
 
 def _bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+        raise ConfigError(f"{key}: expected true or false, got {shown(v)}")
     return v
 
 
@@ -123,7 +116,7 @@ def _str(optional: bool = True) -> Check:
         if v is None and optional:
             return None
         if not isinstance(v, str) or not v:
-            raise ConfigError(f"{key}: expected a non-empty string, got {v!r}")
+            raise ConfigError(f"{key}: expected a non-empty string, got {shown(v)}")
         return v
     return check
 
@@ -134,7 +127,7 @@ def _choice(options: tuple[str, ...], optional: bool = False, fold: Callable[[st
             return None
         if isinstance(v, str) and fold(v) in options:
             return fold(v)
-        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {v!r}")
+        raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {shown(v)}")
     return check
 
 
@@ -145,8 +138,9 @@ def _size(key: str, v: Any) -> Any:
         v = [v, v]
     if (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and 0 < x <= MAX_SIDE for x in v)):
         return (int(v[0]), int(v[1]))
-    shown = "[" + ", ".join(_shown(x) for x in v) + "]" if isinstance(v, (list, tuple)) else _shown(v)
-    raise ConfigError(f"{key}: expected [height, width] of integers from 1 to {MAX_SIDE}, got {shown}")
+    listed = "[" + ", ".join(shown(x) for x in v[:4]) + (", ...]" if len(v) > 4 else "]") \
+        if isinstance(v, (list, tuple)) else shown(v)
+    raise ConfigError(f"{key}: expected [height, width] of integers from 1 to {MAX_SIDE}, got {listed}")
 
 
 MAX_SIDE = 65535  # the largest side a JPEG, WebP or PNG decoder gives
@@ -156,10 +150,10 @@ def _channel_values(positive: bool) -> Check:
     def check(key: str, v: Any) -> Any:
         values = v if isinstance(v, (list, tuple)) else [v]
         if not values or len(values) not in (1, 3) or not all(_is_num(x) for x in values):
-            raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {v!r}")
+            raise ConfigError(f"{key}: expected a number or a list of 1 or 3 numbers, got {shown(v)}")
         floats = tuple(_finite(key, x) for x in values)
         if positive and any(x <= 0 for x in floats):
-            raise ConfigError(f"{key}: values must be > 0, got {v!r}")
+            raise ConfigError(f"{key}: values must be > 0, got {shown(v)}")
         return floats
     return check
 
@@ -168,17 +162,17 @@ def _feeds(key: str, v: Any) -> Any:
     if v is None:
         return ()
     if not isinstance(v, Mapping):
-        raise ConfigError(f"{key}: expected a mapping of tensor name to value, got {v!r}")
+        raise ConfigError(f"{key}: expected a mapping of tensor name to value, got {shown(v)}")
     out = []
     for name, value in v.items():
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key}: tensor names must be strings, got {name!r}")
+            raise ConfigError(f"{key}: tensor names must be strings, got {shown(name)}")
         if not (_is_num(value) or isinstance(value, (bool, str)) or
                 (isinstance(value, list) and all(_is_num(x) for x in value))):
-            raise ConfigError(f"{key}.{name}: expected a number, bool, string or list of numbers, got {value!r}")
+            raise ConfigError(f"{key}.{name[:60]}: expected a number, bool, string or list of numbers, got {shown(value)}")
         for x in (value if isinstance(value, list) else [value]):
             if _is_num(x):
-                _finite(f"{key}.{name}", x)
+                _finite(f"{key}.{name[:60]}", x)
         out.append((name, tuple(value) if isinstance(value, list) else value))  # hashable: keys the cache
     return tuple(sorted(out))
 
@@ -186,7 +180,7 @@ def _feeds(key: str, v: Any) -> Any:
 def _opt_level(key: str, v: Any) -> Any:
     if isinstance(v, str) and v.upper() in ("L0", "L1"):
         return v.upper()
-    raise ConfigError(f"{key}: expected L0 or L1, got {v!r}")
+    raise ConfigError(f"{key}: expected L0 or L1, got {shown(v)}")
 
 
 PATH_KEYS = {("model", "path"), ("model", "labels"), ("model", "card"), ("run", "images"),
@@ -275,14 +269,14 @@ def _check_shape(tree: Any, origin: str, allowed_sections: tuple[str, ...] = tup
         raise ConfigError(f"{origin}: expected a mapping with sections {', '.join(allowed_sections)}")
     for section, body in tree.items():
         if section not in allowed_sections:
-            raise ConfigError(f"{origin}: unknown section {section!r} (expected {', '.join(allowed_sections)})")
+            raise ConfigError(f"{origin}: unknown section {shown(section)} (expected {', '.join(allowed_sections)})")
         if body is None:
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+            raise ConfigError(f"{origin}: section {shown(section)} must be a mapping")
         for key in body:
             if key not in SCHEMA[section]:
-                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+                raise ConfigError(f"{origin}: unknown key {section}.{str(key)[:60]}")
     return {s: dict(b or {}) for s, b in tree.items()}
 
 
@@ -299,18 +293,40 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     tree: dict[str, dict[str, Any]] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
+            raise ConfigError(f"--set {shown(item)}: expected section.key=value")
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.key=value (e.g. run.batch_size=64)")
+            raise ConfigError(f"--set {shown(item)}: expected section.key=value (e.g. run.batch_size=64)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
+        except YamlLimit as exc:
+            raise ConfigError(f"--set {dotted.strip()[:60]}: value refused, {exc}") from None
         except yaml.YAMLError:
             raise ConfigError(f"--set {dotted.strip()}: value is not valid YAML") from None
         except ValueError as exc:  # an integer of more than 4,300 digits (Python's int() limit)
             raise ConfigError(f"--set {dotted.strip()}: {number_problem(exc)}") from None
         tree.setdefault(parts[0], {})[parts[1]] = value
+    return tree
+
+
+# What only the command line may set: a config file or model card is data (often someone else's), and
+# must not relax a safety check.  key -> does this value relax it?
+COMMAND_LINE_ONLY: dict[tuple[str, str], Callable[[Any], bool]] = {
+    ("model", "allow_unsafe_ops"): lambda v: v is True,
+    ("preprocess", "max_pixels"): lambda v: _is_int(v) and v > PILLOW_MAX_PIXELS,
+}
+
+
+def _drop_relaxations(tree: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Remove what a file may not set (one warning line each); tightening (a lower max_pixels) is kept."""
+    for (section, key), relaxes in COMMAND_LINE_ONLY.items():
+        body = tree.get(section)
+        if isinstance(body, dict) and key in body and relaxes(body[key]):
+            del body[key]
+            flag = "--allow-unsafe-ops" if key == "allow_unsafe_ops" else f"--set {section}.{key}=..."
+            log.warning("%s sets %s.%s: ignored, a file cannot relax a safety check (on the command line: %s)",
+                        origin, section, key, flag)
     return tree
 
 
@@ -321,7 +337,7 @@ def _load_card(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"model card {path}: expected a mapping")
     applied = {k: v for k, v in data.items() if k in CARD_SECTIONS}
-    tree = _check_shape(applied, f"model card {path}", CARD_SECTIONS)
+    tree = _drop_relaxations(_check_shape(applied, f"model card {path}", CARD_SECTIONS), f"model card {path}")
     tree.get("model", {}).pop("path", None)
     return _resolve_paths(tree, os.path.dirname(path))
 
@@ -351,8 +367,8 @@ def build_config(config_file: str | None = None, flags: dict[str, Any] | None = 
     file_tree: dict[str, Any] = {}
     if config_file:
         origin = os.path.abspath(config_file)
-        file_tree = _resolve_paths(_check_shape(load_yaml(origin), f"config {config_file}"),
-                                   os.path.dirname(origin))
+        file_tree = _resolve_paths(_drop_relaxations(_check_shape(load_yaml(origin), f"config {config_file}"),
+                                                     f"config {config_file}"), os.path.dirname(origin))
     flag_tree = _resolve_paths(_check_shape(flags or {}, "command line"), None)
     set_tree = _resolve_paths(_check_shape(parse_set(sets or []), "--set"), None)
     user = _merge(file_tree, flag_tree, set_tree)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..images.listing import IMAGE_EXTENSIONS, check_list_file, discover, list_blocks
+from ..images.listing import IMAGE_EXTENSIONS, WalkNotes, check_list_file, discover, list_blocks
 
 
 def encode_line(listed: str) -> bytes:
@@ -50,6 +50,7 @@ class Plan:
     base: str  # folder that relative listed paths resolve against
     count: int
     digest: str  # sha256 over the plan file: identity of the input list
+    walk: WalkNotes | None = field(default=None, compare=False)  # --images: folders not listed, links not followed
 
     def listed(self) -> Iterator[str]:
         """Paths as the user listed them (relative to --images for a directory), in order."""
@@ -218,14 +219,16 @@ def make_plan(images_dir: str | None, image_list: str | None, plan_path: str) ->
     if bool(images_dir) == bool(image_list):
         raise InputError("give exactly one of --images DIR or --image-list FILE")
     if images_dir:
-        plan = write_plan(discover(images_dir), plan_path, os.path.abspath(images_dir))
+        notes = WalkNotes()
+        plan = replace(write_plan(discover(images_dir, notes), plan_path, os.path.abspath(images_dir)), walk=notes)
         what = f"--images {images_dir}"
     else:
         assert image_list is not None
         plan = _plan_list(image_list, plan_path, os.path.dirname(os.path.abspath(image_list)))
         what = f"--image-list {image_list}"
     if plan.count == 0:
-        raise InputError(f"{what}: no images found (extensions: {' '.join(sorted(IMAGE_EXTENSIONS))})")
+        unlisted = "; " + plan.walk.warnings()[0] if plan.walk and plan.walk.unlisted else ""
+        raise InputError(f"{what}: no images found (extensions: {' '.join(sorted(IMAGE_EXTENSIONS))}){unlisted}")
     return plan
 
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..core.errors import CompssInferError, InputError
+from .outpaths import journal_dir
 
 FORMAT_VERSION = 2
 MAGIC = b"CIJ2"
@@ -45,8 +46,9 @@ class JournalCorrupt(CompssInferError):
     exit_code = 2
 
 
-def journal_dir(output: str) -> str:
-    return output + ".journal"
+def _no_follow(path: str, flags: int) -> int:
+    """``open(..., opener=_no_follow)``: a journal file is never opened through a planted symlink."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
 @dataclass
@@ -156,7 +158,9 @@ class Journal:
 
     def _lock(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
-        self._lock_fh = open(os.path.join(self.dir, "lock"), "a+")
+        if os.path.islink(self.dir):
+            raise InputError(f"{self.dir} is a symbolic link: the journal is never written through a link (remove it)")
+        self._lock_fh = open(os.path.join(self.dir, "lock"), "a+", opener=_no_follow)
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -179,7 +183,7 @@ class Journal:
     def write_header(self, header: dict[str, Any]) -> None:
         self.header = {"version": FORMAT_VERSION, **header}
         tmp = self.header_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8", opener=_no_follow) as fh:
             json.dump(self.header, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
@@ -209,12 +213,12 @@ class Journal:
         for _, _, offset, size in self._scan():
             end = offset + size
         if self.skipped and self.skipped[-1][0] >= end:  # torn or corrupt stretch at the very end
-            with open(self.chunks_path, "rb+") as fh:
+            with open(self.chunks_path, "rb+", opener=_no_follow) as fh:
                 fh.truncate(end)
             self.skipped.pop()
 
     def _open_append(self) -> None:
-        self._fh = open(self.chunks_path, "ab")
+        self._fh = open(self.chunks_path, "ab", opener=_no_follow)
 
     # ------------------------------------------------------------------ records
     def append(self, record: Record) -> int:

@@ -6,18 +6,28 @@ before any work: every label would be shifted.  A byte-order mark and trailing n
 """
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 from ..core.errors import ConfigError
+from ..core.smallfile import SmallFileError, read_small_file
+
+MAX_LABELS_BYTES = 64 << 20  # one short line per class: 21k ImageNet classes are under 1 MiB
 
 
 def load_labels(path: str | None) -> list[str] | None:
-    """The lines of the labels file (BOM dropped, CR/LF stripped, trailing blank lines ignored)."""
+    """The lines of the labels file (BOM dropped, CR/LF stripped, trailing blank lines ignored).
+
+    It must be a regular file (a FIFO would block, ``/dev/zero`` never ends) of at most 64 MiB.
+    """
     if not path:
         return None
     try:
-        with open(path, encoding="utf-8-sig") as fh:
+        data = read_small_file(path, MAX_LABELS_BYTES)
+        with io.StringIO(data.decode("utf-8-sig"), newline=None) as fh:
             labels = [line.rstrip("\r\n") for line in fh]
+    except SmallFileError as exc:
+        raise ConfigError(f"model.labels: {path} {exc}") from None
     except OSError as exc:
         raise ConfigError(f"model.labels: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .._version import __version__
 from ..core.atomic import write_bytes
+from .outpaths import REPORT_SUFFIXES, refuse_links
 from ..core.errors import InputError, MissingDependency
 from .review import MAX_LISTED, Review, review_run
 
@@ -395,6 +396,7 @@ def _img(png: bytes, alt: str) -> str:
 def write_report(results: str) -> ReportFiles:
     """Draw the plots for the finished run that wrote ``results`` and write the page beside it."""
     require_matplotlib()
+    refuse_links([results + s for s in REPORT_SUFFIXES], f"report for {results}")
     data = load_run(results)
     pngs: dict[str, bytes] = {}
     if data.tasks:
@@ -409,8 +411,8 @@ def write_report(results: str) -> ReportFiles:
     images = {}
     for name, png in pngs.items():
         path = f"{results}.{name}.png"
-        write_bytes(path, png)
+        write_bytes(path, png, follow=False)  # side files: never through a planted link
         images[name] = path
     page = f"{results}.report.html"
-    write_bytes(page, render_html(data, pngs, review).encode("utf-8"))
+    write_bytes(page, render_html(data, pngs, review).encode("utf-8"), follow=False)
     return ReportFiles(html=page, images=images, review=review)

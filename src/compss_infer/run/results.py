@@ -6,14 +6,17 @@ temporary name in the same folder, fsynced and renamed, so readers never see hal
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..core.atomic import atomic_open, write_atomically
 from ..core.errors import InputError
+from .outpaths import journal_dir, journal_exists
 
 CSV_COLUMNS = ["path", "class_id", "score", "label", "error"]
 TOPK_COLUMNS = ["topk_ids", "topk_scores"]
@@ -60,8 +63,36 @@ def header_bytes(fmt: str, top_k: int) -> bytes:
     return (",".join(header_cells(top_k)) + "\n").encode() if fmt == "csv" else b""
 
 
+# Python's csv writer quotes a field holding the delimiter, a quote or "\n", but leaves a bare CR
+# (and the other line breaks of str.splitlines) in place, so a reader splits the row there.
+_CSV_QUOTE = re.compile('[,"\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# json.dumps escapes the control characters but leaves NEL, U+2028 and U+2029, at which
+# str.splitlines() (and JavaScript before ES2019) breaks a line: written as escapes instead.
+_JSON_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_JSONL_RARE = re.compile("[\ud800-\udfff\x85\u2028\u2029]")
+
+
+def csv_cell(text: str) -> str:
+    """One CSV field: as ``csv.writer`` (QUOTE_MINIMAL) writes it, plus quotes around any line break."""
+    return '"' + text.replace('"', '""') + '"' if _CSV_QUOTE.search(text) else text
+
+
+def raw_name(text: str) -> bytes:
+    """The bytes a name stands for (a name that is not UTF-8 holds them as surrogate escapes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _valid_text(text: str) -> str:
+    return raw_name(text).decode("utf-8", "replace") if _SURROGATE.search(text) else text
+
+
 class CsvWriter:
     def __init__(self, fh: Any, top_k: int, header: bool = True):
+        self._fh = fh
         self._w = csv.writer(fh, lineterminator="\n")
         self._topk = top_k > 1
         if header:
@@ -73,10 +104,17 @@ class CsvWriter:
         if self._topk:
             cells.append(" ".join(str(i) for i in row.topk_ids or []))
             cells.append(" ".join(fmt_score(s) for s in row.topk_scores or []))
-        self._w.writerow(cells)
+        if "".join(cells).isprintable():  # no line break anywhere: the csv module, as always
+            self._w.writerow(cells)
+        else:  # rare (a CR, U+2028, ... in a name): quote those cells too
+            self._fh.write(",".join(map(csv_cell, cells)) + "\n")
 
 
 class JsonlWriter:
+    """One JSON object per line, always valid UTF-8: a path that is not (a file name made of other
+    bytes) is written with U+FFFD for the bytes UTF-8 cannot show, and its exact bytes, base64, in
+    ``path_bytes`` (a key only such rows have).  Every line break inside a value is an escape."""
+
     def __init__(self, fh: Any, top_k: int, header: bool = True):
         self._fh = fh
         self._topk = top_k > 1
@@ -87,7 +125,13 @@ class JsonlWriter:
         if self._topk:
             d["topk_ids"] = row.topk_ids
             d["topk_scores"] = None if row.topk_scores is None else [round_score(s) for s in row.topk_scores]
-        self._fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+        line = json.dumps(d, ensure_ascii=False)
+        if _JSONL_RARE.search(line):  # rare: keep the line valid UTF-8, one line, and the name lossless
+            if _SURROGATE.search(row.path):
+                d["path_bytes"] = base64.b64encode(raw_name(row.path)).decode("ascii")
+            d.update((k, _valid_text(v)) for k, v in list(d.items()) if isinstance(v, str))
+            line = json.dumps(d, ensure_ascii=False).translate(_JSON_BREAKS)
+        self._fh.write(line + "\n")
 
 
 WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
@@ -102,9 +146,9 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
     """
     if is_sharded(output):
         if os.path.exists(os.path.join(output, MANIFEST)) and not overwrite:
-            if os.path.isfile(os.path.join(output + ".journal", "header.json")):
+            if journal_exists(output):
                 raise InputError(f"output exists: {output}{MANIFEST}, and an interrupted run's journal is at "
-                                 f"{output}.journal: use --resume --overwrite to continue that run and replace "
+                                 f"{journal_dir(output)}: use --resume --overwrite to continue that run and replace "
                                  "the parts, or --overwrite to start afresh")
             raise InputError(f"output exists: {output}{MANIFEST} (use --overwrite to replace it)")
         if os.path.exists(output.rstrip("/" + os.sep)) and not os.path.isdir(output.rstrip("/" + os.sep)):
@@ -112,8 +156,8 @@ def check_output(output: str, overwrite: bool, resume: bool) -> None:
         return
     refuse_special(output)
     if os.path.exists(output) and not overwrite:
-        if os.path.isfile(os.path.join(output + ".journal", "header.json")):
-            raise InputError(f"output exists: {output}, and an interrupted run's journal is at {output}.journal: "
+        if journal_exists(output):
+            raise InputError(f"output exists: {output}, and an interrupted run's journal is at {journal_dir(output)}: "
                              "use --resume --overwrite to continue that run and replace the file, "
                              "or --overwrite to start afresh")
         hint = "the run already finished; " if resume else ""
@@ -225,7 +269,9 @@ def write_rows(path: str, fmt: str, top_k: int, rows: Iterable[Row]) -> None:
 
 
 def write_json(path: str, data: Any) -> None:
-    write_atomically(path, lambda fh: (json.dump(data, fh, indent=2, sort_keys=False, default=str), fh.write("\n")))
+    """A side file (summary, manifest): written over the name, never through a link planted there."""
+    write_atomically(path, lambda fh: (json.dump(data, fh, indent=2, sort_keys=False, default=str), fh.write("\n")),
+                     follow=False)
 
 
 def read_rows(path: str) -> Iterator[dict[str, Any]]:

@@ -218,7 +218,9 @@ def run(cfg: RunConfig, started: float | None = None) -> RunSummary:
         if isinstance(truth, FolderTruth):
             truth.num_classes = info.num_classes
             truth.check_folders(plan.listed())
-        warnings = [w for w in (class_count_unknown(info, labels), fast_decode(cfg, info)) if w]
+        walk = plan.walk if isinstance(plan, Plan) else None  # --images: folders not listed, links not followed
+        warnings = [w for w in (class_count_unknown(info, labels), fast_decode(cfg, info)) if w] + \
+            (walk.warnings() if walk else [])
         for line in warnings:
             log.warning("%s", line)
         batch = r.batch_size or info.batch_size
@@ -384,7 +386,7 @@ def _check_resumable(journal: Journal, header: dict[str, Any], r: Any) -> Plan |
         return replace(current, path=journal.plan_path)
     if load_plan(journal.plan_path, header["plan_base"]).count != header.get("images"):
         raise InputError(f"--resume refused: the plan in {journal.dir} is damaged (use --overwrite to start afresh)")
-    return load_plan(journal.plan_path, header["plan_base"])
+    return replace(load_plan(journal.plan_path, header["plan_base"]), walk=current.walk)
 
 
 def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: str, labels: Any, truth: Any,
@@ -434,8 +436,9 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         body(None)
         parts.close(plan.count)
     else:
+        # without --overwrite, the file is published only if the name is still free (never a silent overwrite)
         sink = (RowParts(output, fmt, top_k, cfg.run.shard_rows or plan.count) if is_sharded(output)
-                else FileSink(output, fmt, top_k))
+                else FileSink(output, fmt, top_k, replace=cfg.run.overwrite))
         try:
             body(sink)
         except BaseException:
@@ -444,14 +447,19 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         if isinstance(sink, RowParts):
             sink.close(plan.count)
         else:
-            sink.close()
+            try:
+                sink.close()
+            except FileExistsError:
+                raise InputError(f"output exists: {output} appeared while this run worked (another program "
+                                 f"wrote it?); not replaced: the results are kept in {journal.dir}, run again "
+                                 "with --resume --overwrite to replace it") from None
     end = time.monotonic()
     wall = end - t0
     after_first = progress.rates(end)[1] if progress is not None else None
     processed = plan.count - done_before
     summary_path = output + ".summary.json"
     tasks_path = output + ".tasks.csv"
-    write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()))
+    write_atomically(tasks_path, lambda fh: _write_tasks(fh, tasks, t0_epoch=started_at.timestamp()), follow=False)
     accuracy = scorer.summary() if scorer else None
     warnings = list(warnings or [])
     if scorer:
@@ -466,7 +474,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         log.warning("%s", line)
         warnings.append(line)
     damaged = isinstance(plan, ShardPlan) and bool(plan.damaged)  # samples may be lost: never exit 0
-    exit_code = 0 if counts["failed"] == 0 and not damaged else 1
+    unlisted = plan.walk.unlisted if isinstance(plan, Plan) and plan.walk else []  # a folder not listed
+    exit_code = 0 if counts["failed"] == 0 and not damaged and not unlisted else 1
     checked = card_check(cfg.model.card)  # an int8 model's agreement with fp32, as quantize measured it
     data: dict[str, Any] = {
         "output": output,
@@ -477,6 +486,8 @@ def _finalize(cfg: RunConfig, journal: Journal, plan: Plan, output: str, fmt: st
         "failed": counts["failed"],
         "failures_by_kind": dict(sorted(kinds.items())),
         "tied_top_scores": counts["tied"],
+        **({"unlisted_folders": {"count": len(unlisted), "folders": [
+            {"folder": f, "reason": why} for f, why in unlisted[:100]]}} if unlisted else {}),
         "exit_code": exit_code,
         "wall_s": round(wall, 3),
         "images_per_s": round(processed / wall, 2) if wall > 0 else None,  # the whole process

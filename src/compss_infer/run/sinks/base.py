@@ -25,11 +25,13 @@ class Sink(Protocol):
 class FileSink:
     """One results file: the CSV header and concatenated row bytes, or Parquet from Arrow batches."""
 
-    def __init__(self, path: str, fmt: str, top_k: int):
+    def __init__(self, path: str, fmt: str, top_k: int, *, follow: bool = True, replace: bool = True):
+        """``follow=False``: a part of ours, never written through a link planted at its name;
+        ``replace=False``: ``close`` raises FileExistsError if the name was taken meanwhile (core/atomic.py)."""
         self.path, self.fmt = path, fmt
         self.rows = 0
         self.bytes = 0
-        self._cm: Any = atomic_open(path, "wb")
+        self._cm: Any = atomic_open(path, "wb", follow=follow, replace=replace)
         self._fh = self._cm.__enter__()
         self._pq: Any = None
         if fmt == "parquet":

@@ -41,7 +41,7 @@ class RowParts:
 
     def _open(self) -> FileSink:
         name = f"part-{len(self.parts):05d}.{self.fmt}"
-        self._part = FileSink(os.path.join(self.folder, name), self.fmt, self.top_k)
+        self._part = FileSink(os.path.join(self.folder, name), self.fmt, self.top_k, follow=False)
         self.parts.append({"name": name, "rows": 0})
         return self._part
 
@@ -138,7 +138,7 @@ class ShardParts:
     def _write(self, k: int) -> None:
         listed, base, n = self.shards[k]
         records = self._records.pop(k, {})
-        sink = FileSink(os.path.join(self.folder, self.names[k]), self.fmt, self.top_k)
+        sink = FileSink(os.path.join(self.folder, self.names[k]), self.fmt, self.top_k, follow=False)
         starts = sorted(records)
         try:
             pos = base
