@@ -177,9 +177,9 @@ def table_md(r: dict, machine: str) -> str:
         f"out for its check).\n",
         f"| | {cols(lambda k: LABEL[k])} |",
         "|---|---:|---:|---:|---:|",
-        f"| (q) quantize's own check: agreement (95% lower bound, check set) | - | "
+        "| (q) quantize's own check: agreement (95% lower bound, check set) | - | "
         + " | ".join(_q(q[k]["verification"]) for k in KINDS[1:]) + " |",
-        f"| ops kept in float; output | - | "
+        "| ops kept in float; output | - | "
         + " | ".join(f"{len(q[k]['float_ops'])}; {q[k]['output_dtype']}" for k in KINDS[1:]) + " |",
         f"| (a) agreement with fp32 on {ag['images']:,} crops never calibrated on (95% lower bound) | 1 | "
         + " | ".join(agree(k) for k in KINDS[1:]) + " |",

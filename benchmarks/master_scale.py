@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Parts:
 
 def instrument(parts: Parts) -> None:
     """Time the master's parts where they live (whatever this version of the code calls them)."""
-    from compss_infer.run import inputs, journal, runner, scheduler
+    from compss_infer.run import journal, runner, scheduler
     from compss_infer.engines import local
     targets: list[tuple[Any, str, str]] = [
         (runner, "make_plan", "listing + planning"),

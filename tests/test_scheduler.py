@@ -1,7 +1,5 @@
 """Recovery policy and the dispatch loop, with real worker processes that really crash."""
-import os
 
-import pytest
 
 import enginetasks as T
 from compss_infer.core.specs import ModelSpec, PreprocessSpec, SessionSpec

@@ -32,7 +32,7 @@ from .journal import Journal
 from ..model.identity import model_identity, ranges_by_id, sha256_file
 from ..model.quantcheck import card_check
 from .metrics import FolderTruth, Scorer, load_truth_csv
-from .progress import Progress, rates_text
+from .progress import Progress
 from .checks import refuse_early
 from .labels import check_labels, load_labels
 from .results import write_json

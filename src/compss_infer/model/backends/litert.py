@@ -189,7 +189,7 @@ class LiteRTPredictor:
                          output_name=y.name, output_dtype=y.dtype, output_shape=y.shape, output_kind=out_kind,
                          fixed_batch=fixed, num_classes=num_classes, height=height, width=width, channels=want_c,
                          node_count=model.operator_count, function_count=model.subgraph_count - 1,
-                         device=f"cpu (LiteRT, XNNPACK)", input_range=x.float_range())
+                         device="cpu (LiteRT, XNNPACK)", input_range=x.float_range())
 
     def _input_plan(self, x: TensorDesc) -> tuple[np.dtype, np.ndarray | None, str | None]:
         """(dtype the worker hands over, per-channel table or None, fast path or None).  See the docstring."""
