@@ -258,6 +258,52 @@ def test_ctrl_c_during_start_up_prints_one_line(small, tmp_path, delay):
         assert not os.path.exists(out + ".journal")  # nothing to resume: no journal left to trip over
 
 
+def test_a_ctrl_c_while_children_start_is_never_dropped():
+    """The kernel may hand a process's SIGINT to any thread that does not block it (the planner, a BLAS
+    pool): while children start, SIGINT is blocked in this thread only, never ignored process-wide,
+    so such a Ctrl-C still reaches the master's handler; a child starts with it blocked."""
+    import threading
+    from compss_infer.engines.local import _ChildrenStartWithSigintBlocked
+    got = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # a thread that does not block SIGINT
+    other.start()
+    try:
+        with _ChildrenStartWithSigintBlocked():
+            child = subprocess.run([sys.executable, "-c", "import signal; print(signal.SIGINT in "
+                                    "signal.pthread_sigmask(signal.SIG_BLOCK, []))"], capture_output=True, text=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        time.sleep(0.2)  # Python runs signal handlers in the main thread, between bytecodes
+    finally:
+        stop.set()
+        other.join()
+        signal.signal(signal.SIGINT, old)
+    assert child.stdout.strip() == "True"
+    assert got == [signal.SIGINT]
+
+
+def test_a_handled_ctrl_c_exits_130_not_by_the_signal(tmp_path):
+    """CPython marks a KeyboardInterrupt that left an ``exec`` of a string (dataclasses build methods so,
+    during any import) and, under ``python -m``, ends the process by SIGINT even though it was caught;
+    ``python -m compss_infer`` clears the mark before it exits."""
+    (tmp_path / "interrupted_import.py").write_text(
+        "import os, signal, sys\n"
+        "try:\n"
+        "    exec('import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor i in range(1000): pass')\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "if sys.argv[1:] == ['clear']:\n"
+        "    from compss_infer.__main__ import _clear_caught_interrupt\n"
+        "    _clear_caught_interrupt()\n"
+        "sys.exit(130)\n")
+    run = [sys.executable, "-m", "interrupted_import"]
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])}
+    assert subprocess.run(run, env=env, cwd=tmp_path).returncode == -signal.SIGINT  # CPython's own behaviour
+    assert subprocess.run(run + ["clear"], env=env, cwd=tmp_path).returncode == 130
+
+
 # ----------------------------------------------------------------------------- special files
 
 def test_special_outputs_are_never_replaced(small, tmp_path, capsys):

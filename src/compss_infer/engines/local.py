@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing import connection
@@ -48,6 +47,7 @@ def _worker_main(conn: Any, init: Callable[[Any], Any], init_arg: Any, gpu: str 
     """
     die_with_parent()  # a SIGKILLed parent (the forkserver, or the master under spawn) takes us along
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # started blocked: now ignored instead
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
@@ -95,26 +95,26 @@ def forkserver_preload(preload: list[str] | None = None) -> list[str]:
     return [GUARD] + [m for m in (preload or PRELOAD) if m != GUARD]
 
 
-class _ChildrenIgnoreSigint:
-    """Processes started inside inherit SIGINT as ignored (it survives exec, and Python keeps it):
-    a Ctrl-C while the forkserver imports TensorFlow is the master's alone to report.
+class _ChildrenStartWithSigintBlocked:
+    """Processes started inside begin life with SIGINT blocked (the mask survives fork and exec), so a
+    Ctrl-C while the forkserver imports TensorFlow is the master's alone to report: each of them ignores
+    SIGINT once running (multiprocessing's forkserver and resource tracker, ``_worker_main``), which
+    also discards a Ctrl-C that came meanwhile.  CPython's resource tracker starts the same way (bpo-33613).
 
-    The master also blocks SIGINT meanwhile: on Linux a blocked signal is kept pending even while
-    ignored, so a Ctrl-C in this window reaches the master's own handler on leaving, once that is
-    back (without the block the run would go on as if no Ctrl-C had come).
+    Only this thread's mask changes, never the process-wide disposition: with SIGINT ignored even
+    for a moment, a Ctrl-C the kernel hands to another thread of the master (the planner, a BLAS
+    pool) was dropped and the run went on.  Now such a Ctrl-C reaches the master's handler at once,
+    and one aimed at this thread waits, pending, until the block ends.
     """
 
     def __enter__(self) -> None:
-        self._old = None
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may change handlers: leave signals alone
+        from multiprocessing import resource_tracker
+        # Started now, before the block: starting it unblocks SIGINT in this thread when it is done
+        # (CPython's own bpo-33613 dance), which would undo ours for the processes started after it.
+        resource_tracker.ensure_running()
         self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._old is None:
-            return
-        signal.signal(signal.SIGINT, self._old)  # the handler first, then the pending signal
         if signal.SIGINT not in self._mask:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
@@ -130,7 +130,7 @@ def prestart(start_method: str, preload: list[str] | None = None) -> None:
     import multiprocessing
     from multiprocessing import forkserver
     multiprocessing.get_context("forkserver").set_forkserver_preload(forkserver_preload(preload))
-    with _ChildrenIgnoreSigint():
+    with _ChildrenStartWithSigintBlocked():
         forkserver.ensure_running()
 
 
@@ -175,7 +175,7 @@ class LocalEngine:
         gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
         proc = self._ctx.Process(target=_worker_main, args=(child, *self._init, gpu), daemon=True,
                                  name=f"compss-infer-worker-{self._spawned}")
-        with _ChildrenIgnoreSigint():  # only while the processes are created: start() may wait
+        with _ChildrenStartWithSigintBlocked():  # only while the processes are created: start() may wait
             if self._ctx.get_start_method() == "forkserver":
                 from multiprocessing import forkserver
                 forkserver.ensure_running()
